@@ -1,0 +1,59 @@
+"""Data contracts of the email environment (DESIGN.md §3)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class Email:
+    """One message. ``date`` is ISO 8601 (``YYYY-MM-DD HH:MM:SS``, UTC)."""
+
+    message_id: str
+    date: str
+    subject: str
+    from_address: str
+    to: list[str] = field(default_factory=list)
+    cc: list[str] = field(default_factory=list)
+    bcc: list[str] = field(default_factory=list)
+    body: str = ""
+    file_name: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SearchHit:
+    """One ``search_emails`` result as the model sees it."""
+
+    message_id: str
+    subject: str
+    from_address: str
+    date: str
+    snippet: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"message_id": self.message_id, "subject": self.subject,
+                "from": self.from_address, "date": self.date, "snippet": self.snippet}
+
+
+@dataclass
+class Scenario:
+    """A question about one inbox, with its reference answer and source message ids."""
+
+    id: str
+    question: str
+    answer: str
+    message_ids: list[str]
+    inbox_address: str
+    query_date: str
+    how_realistic: float | None = None
+    split: str = "train"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Scenario":
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
