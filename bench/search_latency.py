@@ -1,0 +1,149 @@
+"""Email-store benchmark: build throughput and inbox-scoped search latency.
+
+Builds a synthetic store (``inboxrl.email.synth.generate`` when it is importable, otherwise a
+simple Zipf-vocabulary generator below), then times 1,000 realistic searches: 1-3 keywords
+taken from one stored message, scoped to an inbox that holds it, without filters, with a
+``from_addr`` filter and with a 60-day date range.
+
+    .venv/bin/python bench/search_latency.py --num-emails 500000
+
+Targets on a 2-core machine: build >= 10,000 emails/s, search p50 <= 5 ms, p99 <= 50 ms.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import tempfile
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from inboxrl.email.build_report import BuildOptions
+from inboxrl.email.store import EmailStore, build_store
+from inboxrl.email.types import Email
+
+SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "ta", "shi", "po", "ven", "dor", "gal", "tri",
+             "bex", "qua", "zen", "fol", "mar", "pid", "sul", "yo"]
+
+
+def _vocabulary(rng: random.Random, size: int) -> list[str]:
+    words: set[str] = set()
+    while len(words) < size:
+        words.add("".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 4))))
+    return sorted(words)
+
+
+def simple_corpus(num_emails: int, seed: int = 0, num_people: int = 150,
+                  num_external: int = 3000) -> list[tuple[Email, list[str]]]:
+    """Zipf-distributed words, 150 employees writing to each other and to outsiders."""
+    rng = random.Random(seed)
+    nrng = np.random.default_rng(seed)
+    vocab = np.array(_vocabulary(rng, 20000), dtype=object)
+    weights = 1.0 / np.arange(1, len(vocab) + 1) ** 1.07
+    cdf = np.cumsum(weights / weights.sum())
+    people = [f"employee{i}@enron.com" for i in range(num_people)]
+    outsiders = [f"contact{i}@example{i % 97}.com" for i in range(num_external)]
+    start = datetime(1999, 1, 1)
+    records = []
+    for i in range(num_emails):
+        n_body, n_subj = int(nrng.integers(30, 160)), int(nrng.integers(2, 7))
+        idx = np.searchsorted(cdf, nrng.random(n_body + n_subj))
+        words = vocab[np.minimum(idx, len(vocab) - 1)]
+        sender = rng.choice(people) if rng.random() < 0.8 else rng.choice(outsiders)
+        to = rng.sample(people, rng.randint(1, 3))
+        cc = rng.sample(outsiders, rng.randint(0, 2))
+        date = start + timedelta(seconds=rng.randint(0, 3 * 365 * 86400))
+        records.append((Email(message_id=f"<{i}.{seed}@bench.inboxrl>",
+                              date=date.strftime("%Y-%m-%d %H:%M:%S"),
+                              subject=" ".join(words[:n_subj]).capitalize(),
+                              from_address=sender, to=to, cc=cc,
+                              body=" ".join(words[n_subj:]) + "."), []))
+    return records
+
+
+def make_corpus(num_emails: int, seed: int) -> tuple[list[tuple[Email, list[str]]], str]:
+    try:
+        from inboxrl.email.synth import generate  # written by another module; optional here
+        corpus = generate(seed=seed, num_emails=num_emails)
+        return list(corpus.records), "inboxrl.email.synth.generate"
+    except (ImportError, AttributeError, TypeError) as e:
+        print(f"(synth.generate unavailable: {e!r}; using the bench's simple generator)")
+        return simple_corpus(num_emails, seed), "bench simple generator"
+
+
+def make_queries(records: list[tuple[Email, list[str]]], n: int, seed: int) -> list[dict]:
+    """Keywords (1-3 words of 4+ letters) from a random message, in an inbox that holds it."""
+    rng = random.Random(seed)
+    queries = []
+    while len(queries) < n:
+        email, owners = rng.choice(records)
+        words = [w.strip(".,;:!?\"'()").lower() for w in (email.subject + " " + email.body).split()]
+        words = [w for w in words if len(w) >= 4 and w.isalpha()]
+        if not words:
+            continue
+        inbox = rng.choice([email.from_address, *email.to, *email.cc, *owners])
+        day = datetime.strptime(email.date[:10], "%Y-%m-%d")
+        queries.append({"inbox": inbox, "keywords": rng.sample(words, min(len(words), rng.randint(1, 3))),
+                        "from_addr": email.from_address,
+                        "sent_after": (day - timedelta(days=30)).strftime("%Y-%m-%d"),
+                        "sent_before": (day + timedelta(days=30)).strftime("%Y-%m-%d")})
+    return queries
+
+
+def time_queries(store: EmailStore, queries: list[dict], variant: str) -> dict:
+    latencies, hits = [], 0
+    for q in queries:
+        kwargs = {"keywords": q["keywords"]}
+        if variant in ("from", "from+dates"):
+            kwargs["from_addr"] = q["from_addr"]
+        if variant in ("dates", "from+dates"):
+            kwargs.update(sent_after=q["sent_after"], sent_before=q["sent_before"])
+        t = time.perf_counter()
+        res = store.search(q["inbox"], **kwargs)
+        latencies.append((time.perf_counter() - t) * 1000)
+        hits += bool(res)
+    latencies.sort()
+    return {"variant": variant, "p50_ms": round(statistics.median(latencies), 3),
+            "p99_ms": round(latencies[int(0.99 * (len(latencies) - 1))], 3),
+            "max_ms": round(latencies[-1], 3), "queries_with_hits": hits}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--num-emails", type=int, default=500000)
+    ap.add_argument("--num-queries", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--db", type=Path, default=None, help="where to build (default: a temp dir)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = ap.parse_args()
+    t = time.perf_counter()
+    records, source = make_corpus(args.num_emails, args.seed)
+    gen_s = time.perf_counter() - t
+    print(f"generated {len(records):,} emails with the {source} in {gen_s:.1f}s")
+    with tempfile.TemporaryDirectory() as tmp:
+        db = args.db or Path(tmp) / "bench.db"
+        report = build_store(db, records, BuildOptions(), progress=False)
+        print(report.summary())
+        size_mb = db.stat().st_size / 2**20
+        queries = make_queries(records, args.num_queries, args.seed + 1)
+        with EmailStore(db) as store:
+            for q in queries[:50]:  # warm the page cache
+                store.search(q["inbox"], q["keywords"])
+            results = [time_queries(store, queries, v) for v in ("plain", "from", "dates", "from+dates")]
+    out = {"source": source, "num_emails": len(records), "generate_s": round(gen_s, 1),
+           "build_s": round(report.seconds, 1), "build_emails_per_s": round(report.emails_per_second),
+           "db_mb": round(size_mb, 1), "search": results}
+    for r in results:
+        print(f"search {r['variant']:<11} p50 {r['p50_ms']:7.3f} ms  p99 {r['p99_ms']:7.3f} ms  "
+              f"max {r['max_ms']:7.2f} ms  ({r['queries_with_hits']}/{len(queries)} with hits)")
+    print(f"build {out['build_emails_per_s']:,} emails/s, db {size_mb:.0f} MB")
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

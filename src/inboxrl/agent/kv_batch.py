@@ -1,0 +1,97 @@
+"""A batch of token streams sharing one KV cache across turns (DESIGN.md §7).
+
+Each row is one rollout's token stream. :meth:`KVBatch.forward` appends a chunk of new tokens to
+every row at once, left-padding shorter chunks; padded slots are *holes* (attention-mask 0) that
+no later token attends to. Positions are explicit, ``cumsum(mask) - 1``, so a row's tokens get
+exactly the positions they would have in an unpadded single-row forward, and holes anywhere
+(left padding, or idle rows during another row's decoding) do not shift them. Rows are dropped
+with :meth:`select` (the cache's ``batch_select_indices``), and columns that became holes in every
+remaining row are removed by :meth:`compact`.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+
+class KVBatch:
+    """One ``DynamicCache`` and one 2-D attention mask for ``rows`` token streams."""
+
+    def __init__(self, model: Any, rows: int, pad_id: int, device: torch.device) -> None:
+        from transformers import DynamicCache
+
+        config = getattr(model, "config", None)
+        try:
+            self.cache = DynamicCache(config=config)
+        except TypeError:  # older signature
+            self.cache = DynamicCache()
+        self.model = model
+        self.pad_id = int(pad_id)
+        self.device = device
+        self.mask = torch.zeros((rows, 0), dtype=torch.long, device=device)
+        self.forward_calls = 0
+        self.tokens_in = 0
+
+    @property
+    def rows(self) -> int:
+        return self.mask.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.mask.shape[1]
+
+    def forward(self, chunks: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Append ``chunks[r]`` to row ``r`` (an empty chunk appends only holes) with one forward
+        pass and return the float32 logits at each row's last column, shape ``(rows, vocab)``.
+        A row whose chunk is empty gets meaningless logits."""
+        if len(chunks) != self.rows:
+            raise ValueError(f"{len(chunks)} chunks for {self.rows} rows")
+        width = max(1, max(len(c) for c in chunks))
+        ids = torch.full((self.rows, width), self.pad_id, dtype=torch.long)
+        new_mask = torch.zeros((self.rows, width), dtype=torch.long)
+        for r, chunk in enumerate(chunks):
+            if chunk:
+                ids[r, width - len(chunk):] = torch.tensor(list(chunk), dtype=torch.long)
+                new_mask[r, width - len(chunk):] = 1
+        self.mask = torch.cat([self.mask, new_mask.to(self.device)], dim=1)
+        positions = (torch.cumsum(self.mask, dim=1) - 1)[:, -width:].clamp(min=0)
+        out = self.model(input_ids=ids.to(self.device), attention_mask=self.mask,
+                         position_ids=positions, cache=self.cache, use_cache=True,
+                         logits_to_keep=1)
+        self.forward_calls += 1
+        self.tokens_in += int(new_mask.sum())
+        return out.logits[:, -1, :].float()
+
+    def select(self, keep: Sequence[int]) -> None:
+        """Keep only rows ``keep`` (in that order)."""
+        if list(keep) == list(range(self.rows)):
+            return
+        idx = torch.tensor(list(keep), dtype=torch.long, device=self.device)
+        if self.width:
+            self.cache.batch_select_indices(idx)
+        self.mask = self.mask[idx]
+
+    def compact(self) -> None:
+        """Drop cache columns that are holes in every row (positions are unaffected)."""
+        if not self.width or self.rows == 0:
+            return
+        used = self.mask.any(dim=0)
+        if bool(used.all()):
+            return
+        cols = torch.nonzero(used)[:, 0]
+        layers = getattr(self.cache, "layers", None)
+        if not layers or not all(_plain_layer(layer, self.width) for layer in layers):
+            return  # an unexpected layout (e.g. a sliding window): leave the cache alone
+        for layer in layers:
+            layer.keys = layer.keys.index_select(2, cols)
+            layer.values = layer.values.index_select(2, cols)
+        self.mask = self.mask[:, cols]
+
+
+def _plain_layer(layer: Any, width: int) -> bool:
+    """A full-attention layer whose keys/values cover every mask column."""
+    keys = getattr(layer, "keys", None)
+    values = getattr(layer, "values", None)
+    return (type(layer).__name__ == "DynamicLayer" and isinstance(keys, torch.Tensor)
+            and isinstance(values, torch.Tensor) and keys.dim() == 4 and keys.shape[2] == width)

@@ -1,0 +1,114 @@
+"""The one rollout function for training (seeded sampling) and evaluation (greedy).
+
+:func:`run_rollouts` runs every request to completion and returns one :class:`Trajectory` per
+request, in request order, with turns, rubric (``env.finish``), outcome reward, per-turn process
+rewards, finish reason (``answered | idk | max_turns | context_overflow | error``), timings and
+the chat view (``messages``).
+
+* A transformers policy (``.model``, ``.tokenizer``, optional ``.renderer``) runs on the batched
+  KV-cached engine (:mod:`inboxrl.agent.hf_engine`): token-faithful ids, per-token sources and
+  sampling log-probs (log pi at temperature 1, see :mod:`inboxrl.agent.sampling`).
+* An API policy (``.complete(messages, tools, temperature, max_tokens, seed)``) runs turn by
+  turn per rollout on a thread pool (:mod:`inboxrl.agent.api_rollout`); its trajectories have
+  no token ids.
+
+Only the first tool call of each model turn is executed. ``env_factory(scenario)`` builds a
+fresh environment (``step``/``finish`` as :class:`inboxrl.email.env.EmailTaskEnv`) per rollout.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from inboxrl.agent.trajectory import Trajectory
+from inboxrl.email.types import Scenario
+
+
+@dataclass
+class RolloutSettings:
+    """How rollouts are generated.
+
+    ``max_new_tokens`` is per turn; ``max_context_tokens`` bounds prompt + everything appended
+    (overflow ends the rollout with ``context_overflow``). ``greedy`` (evaluation) ignores
+    temperature/top-p. ``check_template`` re-renders every finished trajectory and raises
+    :class:`inboxrl.agent.chat.TemplateError` on a mismatch (tests; optional in runs).
+    ``batch_size`` caps how many rollouts decode together (None: all; for API policies, the
+    number of concurrent requests, default 8).
+    """
+
+    max_turns: int = 4
+    max_new_tokens: int = 128
+    max_context_tokens: int = 2048
+    temperature: float = 1.0
+    top_p: float = 1.0
+    greedy: bool = False
+    seed: int = 0
+    check_template: bool = False
+    progress: bool = True
+    batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_turns < 1 or self.max_new_tokens < 1 or self.max_context_tokens < 2:
+            raise ValueError("max_turns, max_new_tokens must be >= 1 and max_context_tokens >= 2")
+        if not self.greedy and self.temperature <= 0:
+            raise ValueError("temperature must be > 0 (use greedy=True for arg-max decoding)")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError("top_p must be in (0, 1]")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError("batch_size must be >= 1 or None")
+
+
+@dataclass
+class RolloutRequest:
+    """One rollout to run: a scenario, its GRPO group and its index in the group."""
+
+    scenario: Scenario
+    group_id: int = 0
+    rollout_index: int = 0
+
+
+class _Progress:
+    """A thread-safe tqdm bar over finished rollouts (no bar when disabled)."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self._lock = threading.Lock()
+        self._bar = None
+        if enabled and total:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=total, desc="rollouts", unit="rollout", leave=False)
+
+    def __call__(self, _traj: Trajectory) -> None:
+        if self._bar is not None:
+            with self._lock:
+                self._bar.update(1)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def is_api_policy(policy: Any) -> bool:
+    return hasattr(policy, "complete") and not hasattr(policy, "model")
+
+
+def run_rollouts(policy: Any, requests: Sequence[RolloutRequest],
+                 env_factory: Callable[[Scenario], Any],
+                 settings: RolloutSettings | None = None) -> list[Trajectory]:
+    """Run ``requests`` with ``policy``; returns trajectories in request order (see module doc)."""
+    settings = settings or RolloutSettings()
+    requests = list(requests)
+    if not requests:
+        return []
+    progress = _Progress(len(requests), settings.progress)
+    try:
+        if is_api_policy(policy):
+            from inboxrl.agent.api_rollout import run_api_rollouts
+
+            return run_api_rollouts(policy, requests, env_factory, settings, progress)
+        from inboxrl.agent.hf_engine import HFEngine
+
+        return HFEngine(policy, settings, progress).run(requests, env_factory)
+    finally:
+        progress.close()

@@ -1,0 +1,66 @@
+"""Next-token sampling for the rollout engine: seeded per-row generators, temperature, top-p,
+greedy; and the log-prob that is recorded for each sampled token.
+
+**Recorded log-prob.** For every sampled token we record ``log π(token)`` of the policy at
+temperature 1: ``log_softmax`` of the raw logits in float32, whatever temperature or top-p was
+used to *draw* the token. The trainer recomputes ``log π`` with a plain forward pass (no
+temperature, no truncation) and forms the ratio ``exp(log π - log π_old)``; recording the same
+function keeps that ratio exactly 1 at the first update. (With temperature 1 and top-p 1 this is
+also exactly the sampling distribution.)
+
+**Reproducibility.** Each rollout has its own ``torch.Generator`` seeded from
+``(seed, group_id, rollout_index)``, and draws exactly one uniform number per sampled token, so a
+rollout's samples do not depend on which other rollouts share its batch.
+"""
+from __future__ import annotations
+
+import hashlib
+
+import torch
+
+
+def row_generator(seed: int, group_id: int, rollout_index: int) -> torch.Generator:
+    """A CPU generator whose seed is a stable hash of ``(seed, group_id, rollout_index)``."""
+    digest = hashlib.sha256(f"{seed}:{group_id}:{rollout_index}".encode()).digest()
+    gen = torch.Generator(device="cpu")
+    gen.manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
+    return gen
+
+
+def sample_next(logits: torch.Tensor, generators: list[torch.Generator], temperature: float = 1.0,
+                top_p: float = 1.0, greedy: bool = False) -> tuple[list[int], list[float]]:
+    """Pick one token per row of ``logits`` (shape ``(rows, vocab)``).
+
+    Returns the token ids and their log-probs under the raw logits (temperature 1, see the
+    module docstring). ``greedy`` takes the arg-max (lowest id on ties) and draws nothing;
+    otherwise tokens are drawn from ``softmax(logits / temperature)`` restricted to the smallest
+    set of most likely tokens whose mass reaches ``top_p``, by inverse-CDF with one uniform
+    number from each row's generator.
+    """
+    logits = logits.float()
+    logp = torch.log_softmax(logits, dim=-1)
+    if greedy or temperature <= 0:
+        tokens = torch.argmax(logits, dim=-1)
+    else:
+        tokens = _draw(logits / temperature, generators, top_p)
+    picked = logp.gather(-1, tokens[:, None])[:, 0]
+    return tokens.tolist(), picked.tolist()
+
+
+def _draw(scaled: torch.Tensor, generators: list[torch.Generator], top_p: float) -> torch.Tensor:
+    if len(generators) != scaled.shape[0]:
+        raise ValueError("one generator per row")
+    probs = torch.softmax(scaled, dim=-1)
+    sorted_p, order = torch.sort(probs, dim=-1, descending=True)
+    cum = torch.cumsum(sorted_p, dim=-1)
+    if top_p < 1.0:
+        keep = (cum - sorted_p) < top_p  # a token is kept if the mass before it is < top_p
+        keep[:, 0] = True
+        sorted_p = sorted_p * keep
+        cum = torch.cumsum(sorted_p, dim=-1)
+    u = torch.cat([torch.rand(1, generator=g) for g in generators]).to(scaled.device)
+    target = u * cum[:, -1]
+    pos = torch.searchsorted(cum, target[:, None], right=True)[:, 0]
+    last_nonzero = (sorted_p > 0).sum(dim=-1) - 1
+    pos = torch.minimum(pos, last_nonzero)
+    return order.gather(-1, pos[:, None])[:, 0]

@@ -1,0 +1,156 @@
+"""``inboxrl`` command line: train | sft | eval | eval-reference | build-db | make-data | report.
+
+Every command stops with one readable ``error: ...`` line and exit status 2 on a bad setting,
+a missing database or an unreadable data file.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Sequence
+
+from inboxrl.config import ConfigError, add_config_arguments, config_from_args
+
+
+def _train_parser(sub) -> None:
+    p = sub.add_parser("train", help="GRPO training (the same as python train_grpo.py)")
+    add_config_arguments(p)
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in output_dir")
+    p.add_argument("--resume-from", default=None, help="continue from this checkpoint directory")
+    p.add_argument("--fresh", action="store_true", help="ignore existing checkpoints")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from inboxrl.run.train import run_training
+
+    cfg = config_from_args(args)
+    run_training(cfg, resume=args.resume, resume_from=args.resume_from, fresh=args.fresh)
+    return 0
+
+
+def cmd_sft(args: argparse.Namespace) -> int:
+    from inboxrl.logs.console import ConsoleLog
+    from inboxrl.run.data import resolve_data
+    from inboxrl.sft.warm_start import ensure_warm_start
+
+    cfg = config_from_args(args)
+    console = ConsoleLog(verbose=cfg.verbose)
+    path = ensure_warm_start(cfg, resolve_data(cfg), console, force=args.force)
+    console.info(f"Warm-start model: {path}  (start GRPO from it with: inboxrl train --init-from {path})")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from inboxrl.run.evaluate import run_eval_command
+
+    return run_eval_command(args, config_from_args(args))
+
+
+def cmd_eval_reference(args: argparse.Namespace) -> int:
+    from inboxrl.email.eval_reference import main as eval_reference_main
+
+    return eval_reference_main(args, config_from_args(args))
+
+
+def cmd_build_db(args: argparse.Namespace) -> int:
+    from inboxrl.email.ingest import build_db
+    from inboxrl.email.store import BuildOptions
+
+    options = BuildOptions(max_body_chars=args.max_body_chars, max_recipients=args.max_recipients)
+    report, ingest_report = build_db(args.source, kind=args.kind, db_path=args.db, owner=args.owner,
+                                     options=options)
+    print(ingest_report.summary())
+    print(report.summary())
+    if args.scenarios:
+        from inboxrl.email.scenarios import load_scenarios
+        from inboxrl.email.store import check_scenarios
+
+        missing = check_scenarios(args.db, load_scenarios(args.scenarios))
+        print(f"Integrity: {len(missing)} scenarios whose reference message is missing"
+              + (f" (e.g. {', '.join(missing[:5])})" if missing else ""))
+    return 0
+
+
+def cmd_make_data(args: argparse.Namespace) -> int:
+    from inboxrl.email.synth import make_data
+
+    result = make_data(args.out, seed=args.seed, num_emails=args.num_emails)
+    print(result)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from inboxrl.logs.report import write_report
+
+    for path in write_report(args.output_dir):
+        print(f"wrote {path}")
+    return 0
+
+
+def _data_parsers(sub) -> None:
+    p = sub.add_parser("build-db", help="build the SQLite FTS5 email store from real mail")
+    p.add_argument("source", help="parquet file/dir, maildir tree, or mbox file")
+    p.add_argument("--db", required=True, help="output database path")
+    p.add_argument("--kind", default="auto", choices=["auto", "parquet", "maildir", "mbox"])
+    p.add_argument("--owner", default=None, help="mailbox owner address (maildir / mbox)")
+    p.add_argument("--max-body-chars", type=int, default=20000, help="truncate longer bodies")
+    p.add_argument("--max-recipients", type=int, default=30, help="skip mass mails with more recipients")
+    p.add_argument("--scenarios", default=None, help="check these scenarios' reference messages exist")
+    p.set_defaults(func=cmd_build_db)
+    p = sub.add_parser("make-data", help="generate a deterministic synthetic inbox + scenarios")
+    p.add_argument("out", help="output directory")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-emails", type=int, default=2000)
+    p.set_defaults(func=cmd_make_data)
+    p = sub.add_parser("report", help="print the eval trend and write reward/accuracy plots")
+    p.add_argument("output_dir")
+    p.set_defaults(func=cmd_report)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="inboxrl", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _train_parser(sub)
+    p = sub.add_parser("sft", help="warm start: SFT on reference-agent demonstrations")
+    add_config_arguments(p)
+    p.add_argument("--force", action="store_true", help="rebuild even if a cached warm start exists")
+    p.set_defaults(func=cmd_sft)
+    p = sub.add_parser("eval", help="evaluate a model (local or OpenAI-compatible API) on validation scenarios")
+    add_config_arguments(p)
+    p.add_argument("--api-base-url", default=None, help="evaluate an OpenAI-compatible endpoint instead")
+    p.add_argument("--api-model", default=None, help="model name at that endpoint")
+    p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="env var holding the API key")
+    p.set_defaults(func=cmd_eval)
+    p = sub.add_parser("eval-reference", help="run the scripted reference agent over validation scenarios")
+    add_config_arguments(p)
+    p.add_argument("--agent-mode", default="read", choices=["read", "snippet"])
+    p.set_defaults(func=cmd_eval_reference)
+    _data_parsers(sub)
+    return parser
+
+
+def run(argv: Sequence[str] | None, parser: argparse.ArgumentParser) -> int:
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # data errors from ingest/store/scenarios carry readable messages
+        if type(e).__name__ in {"StoreError", "ScenarioError", "IngestError", "ReportError"}:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        raise
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(argv, build_parser())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,427 @@
+"""The email store: SQLite with an FTS5 index, inbox-scoped search and read (DESIGN.md §4).
+
+Schema (``SCHEMA_VERSION`` 1):
+
+* ``emails(id, message_id UNIQUE, date, subject, from_address, body, file_name)``; ``date`` is
+  UTC ``YYYY-MM-DD HH:MM:SS``; addresses are stored lower-cased and compared case-insensitively.
+* ``emails_fts``: FTS5 over ``subject, body``, an external-content table on ``emails`` (porter
+  stemming, unicode61 with diacritics folded), kept in sync by the ``emails_fts_a{i,u,d}`` triggers.
+* ``recipients(email_id, address, kind)`` with ``kind`` in to / cc / bcc; ``email_id`` is
+  ``emails.id`` (the integer key, not the message-id string).
+* ``inbox_members(inbox, email_id)``: a message belongs to an inbox when that address sent it,
+  received it (to / cc / bcc) or when it was ingested for that owner.
+* ``store_meta(key, value)``: ``format = inboxrl-email-store`` marks the file as ours.
+
+Date filters: ``sent_after`` is inclusive (the message was sent on that day or later),
+``sent_before`` is exclusive (sent strictly before that day), as in ART-E.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from inboxrl.email.build_report import DEFAULT_DATE, BuildOptions, BuildReport, normalize_date
+from inboxrl.email.types import Email, Scenario, SearchHit
+
+FORMAT = "inboxrl-email-store"
+SCHEMA_VERSION = "1"
+SNIPPET_TOKENS = 16
+_BRACKETS = "<>"
+
+_TABLES = """
+CREATE TABLE store_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE emails(
+    id INTEGER PRIMARY KEY,
+    message_id TEXT NOT NULL,
+    date TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    from_address TEXT NOT NULL COLLATE NOCASE,
+    body TEXT NOT NULL,
+    file_name TEXT
+);
+CREATE TABLE recipients(
+    email_id INTEGER NOT NULL REFERENCES emails(id),
+    address TEXT NOT NULL COLLATE NOCASE,
+    kind TEXT NOT NULL CHECK (kind IN ('to', 'cc', 'bcc'))
+);
+CREATE TABLE inbox_members(
+    inbox TEXT NOT NULL COLLATE NOCASE,
+    email_id INTEGER NOT NULL REFERENCES emails(id),
+    PRIMARY KEY (inbox, email_id)
+) WITHOUT ROWID;
+CREATE VIRTUAL TABLE emails_fts USING fts5(
+    subject, body, content='emails', content_rowid='id',
+    tokenize='porter unicode61 remove_diacritics 2'
+);
+"""
+
+# Created after the bulk load: building an index once is much faster than keeping it up to date.
+_INDEXES = """
+CREATE UNIQUE INDEX idx_emails_message_id ON emails(message_id);
+CREATE INDEX idx_emails_from ON emails(from_address);
+CREATE INDEX idx_emails_date ON emails(date);
+CREATE INDEX idx_recipients_address ON recipients(address, email_id);
+CREATE INDEX idx_recipients_email ON recipients(email_id);
+CREATE INDEX idx_inbox_members_email ON inbox_members(email_id);
+"""
+
+_TRIGGERS = """
+CREATE TRIGGER emails_fts_ai AFTER INSERT ON emails BEGIN
+    INSERT INTO emails_fts(rowid, subject, body) VALUES (new.id, new.subject, new.body);
+END;
+CREATE TRIGGER emails_fts_ad AFTER DELETE ON emails BEGIN
+    INSERT INTO emails_fts(emails_fts, rowid, subject, body)
+        VALUES ('delete', old.id, old.subject, old.body);
+    DELETE FROM recipients WHERE email_id = old.id;
+    DELETE FROM inbox_members WHERE email_id = old.id;
+END;
+CREATE TRIGGER emails_fts_au AFTER UPDATE ON emails BEGIN
+    INSERT INTO emails_fts(emails_fts, rowid, subject, body)
+        VALUES ('delete', old.id, old.subject, old.body);
+    INSERT INTO emails_fts(rowid, subject, body) VALUES (new.id, new.subject, new.body);
+END;
+"""
+
+
+class StoreError(Exception):
+    """The store cannot be opened or built; the message says why in one line."""
+
+
+def _clean(text: Any) -> str:
+    """``text`` as a string SQLite accepts: lone surrogates replaced, NUL turned into a space."""
+    s = text if isinstance(text, str) else str(text)
+    return s.encode("utf-8", "replace").decode("utf-8").replace("\x00", " ")
+
+
+def _addr(text: Any) -> str:
+    return _clean(text).strip().lower()
+
+
+def fts_query(keywords: Sequence[str] | str) -> str | None:
+    """The FTS5 MATCH expression of ``keywords``, ANDed, or None when none is usable.
+
+    Each keyword becomes one FTS5 string (a phrase when it holds several words) with inner
+    double quotes doubled, so no model text is ever read as FTS syntax. Keywords without a
+    letter or digit (empty, whitespace, bare punctuation) would tokenize to nothing and are
+    dropped."""
+    if isinstance(keywords, str):
+        keywords = [keywords]
+    parts = []
+    for k in keywords:
+        k = _clean(k).strip()
+        if any(ch.isalnum() for ch in k):
+            parts.append('"' + k.replace('"', '""') + '"')
+    return " AND ".join(parts) if parts else None
+
+
+def _id_variants(message_id: Any) -> list[str]:
+    """The id as given (stripped) and with angle brackets added or removed."""
+    mid = _clean(message_id).strip()
+    bare = mid.strip(_BRACKETS)
+    return list(dict.fromkeys([mid, f"<{bare}>", bare]))
+
+
+class EmailStore:
+    """Read-only, thread-safe access to a built store. Never raises on model-supplied strings."""
+
+    def __init__(self, db_path: str | Path):
+        self.path = Path(db_path)
+        if not self.path.is_file():
+            raise StoreError(f"email store {self.path} does not exist (build one with `inboxrl build-db`)")
+        uri = self.path.resolve().as_uri() + "?mode=ro"
+        try:
+            self._conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            row = self._conn.execute("SELECT value FROM store_meta WHERE key = 'format'").fetchone()
+            version = self._conn.execute(
+                "SELECT value FROM store_meta WHERE key = 'schema_version'").fetchone()
+        except sqlite3.Error as e:
+            raise StoreError(f"{self.path} is not an inboxrl email store ({e})") from None
+        if row is None or row[0] != FORMAT:
+            self._conn.close()
+            raise StoreError(f"{self.path} is not an inboxrl email store (no format marker)")
+        if version is None or version[0] != SCHEMA_VERSION:
+            self._conn.close()
+            raise StoreError(f"{self.path} has schema version {version and version[0]}, "
+                             f"this inboxrl reads version {SCHEMA_VERSION}; rebuild it")
+        self._conn.execute("PRAGMA query_only = 1")
+        self._conn.execute("PRAGMA mmap_size = 1073741824")
+        self._conn.execute("PRAGMA cache_size = -65536")
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> "EmailStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    def search(self, inbox: str, keywords: Sequence[str] | str, from_addr: str | None = None,
+               to_addr: str | None = None, sent_after: str | None = None,
+               sent_before: str | None = None, max_results: int = 10) -> list[SearchHit]:
+        """Messages of ``inbox`` matching every keyword and every filter, newest first.
+
+        Keywords match subject or body (stemmed, case and accent insensitive); a multi-word
+        keyword matches as a phrase. ``from_addr`` / ``to_addr`` are exact addresses
+        (case-insensitive; ``to_addr`` matches to, cc or bcc). ``sent_after`` is inclusive,
+        ``sent_before`` exclusive (``YYYY-MM-DD``). With no usable keyword the newest messages
+        passing the filters are returned. The snippet is FTS5's ``snippet()`` of the body with
+        matches in ``<b>..</b>`` (the start of the body when there are no keywords)."""
+        limit = int(max_results)
+        if limit <= 0:
+            return []
+        match = fts_query(keywords)
+        where, params = ["m.inbox = ?"], [_addr(inbox)]
+        if from_addr:
+            where.append("e.from_address = ?")
+            params.append(_addr(from_addr))
+        if to_addr:
+            where.append("EXISTS (SELECT 1 FROM recipients r WHERE r.email_id = e.id AND r.address = ?)")
+            params.append(_addr(to_addr))
+        if sent_after:
+            where.append("e.date >= ?")
+            params.append(_clean(sent_after).strip())
+        if sent_before:
+            where.append("e.date < ?")
+            params.append(_clean(sent_before).strip())
+        cols = "e.id, e.message_id, e.subject, e.from_address, e.date"
+        if match is None:
+            sql = (f"SELECT {cols}, substr(e.body, 1, 160) FROM inbox_members m "
+                   f"JOIN emails e ON e.id = m.email_id WHERE {' AND '.join(where)} "
+                   "ORDER BY e.date DESC, e.id DESC LIMIT ?")
+            rows = self._all(sql, [*params, limit])
+            return [SearchHit(r[1], r[2], r[3], r[4], " ".join(r[5].split())) for r in rows]
+        sql = (f"SELECT {cols} FROM emails_fts f "
+               "CROSS JOIN inbox_members m ON m.email_id = f.rowid "
+               "JOIN emails e ON e.id = f.rowid "
+               f"WHERE emails_fts MATCH ? AND {' AND '.join(where)} "
+               "ORDER BY e.date DESC, e.id DESC LIMIT ?")
+        with self._lock:
+            rows = self._conn.execute(sql, [match, *params, limit]).fetchall()
+            hits = []
+            for r in rows:
+                snip = self._conn.execute(
+                    "SELECT snippet(emails_fts, 1, '<b>', '</b>', '…', ?) FROM emails_fts "
+                    "WHERE emails_fts MATCH ? AND rowid = ?", (SNIPPET_TOKENS, match, r[0])).fetchone()
+                text = " ".join((snip[0] if snip else "").split())
+                hits.append(SearchHit(r[1], r[2], r[3], r[4], text))
+        return hits
+
+    def _find(self, inbox: str | None, message_id: Any) -> tuple | None:
+        for mid in _id_variants(message_id):
+            if inbox is None:
+                sql, params = "SELECT e.* FROM emails e WHERE e.message_id = ?", (mid,)
+            else:
+                sql = ("SELECT e.* FROM emails e JOIN inbox_members m ON m.email_id = e.id "
+                       "AND m.inbox = ? WHERE e.message_id = ?")
+                params = (_addr(inbox), mid)
+            rows = self._all(sql, params)
+            if rows:
+                return rows[0]
+        return None
+
+    def read(self, inbox: str, message_id: str) -> Email | None:
+        """The full message, or None when no message with that id belongs to ``inbox``.
+
+        The id is matched as given and with its angle brackets added or removed."""
+        row = self._find(inbox, message_id)
+        if row is None:
+            return None
+        eid, mid, date, subject, sender, body, file_name = row
+        kinds: dict[str, list[str]] = {"to": [], "cc": [], "bcc": []}
+        for address, kind in self._all(
+                "SELECT address, kind FROM recipients WHERE email_id = ? ORDER BY rowid", (eid,)):
+            kinds[kind].append(address)
+        return Email(message_id=mid, date=date, subject=subject, from_address=sender,
+                     to=kinds["to"], cc=kinds["cc"], bcc=kinds["bcc"], body=body, file_name=file_name)
+
+    def in_inbox(self, inbox: str, message_id: str) -> bool:
+        """Whether the message exists and belongs to ``inbox``."""
+        return self._find(inbox, message_id) is not None
+
+    def has_message(self, message_id: str) -> bool:
+        """Whether any inbox holds a message with this id."""
+        return self._find(None, message_id) is not None
+
+    def inboxes(self) -> list[str]:
+        """Every inbox address (sender, recipient or owner of at least one message), sorted."""
+        return [r[0] for r in self._all("SELECT DISTINCT inbox FROM inbox_members ORDER BY inbox")]
+
+    def inbox_size(self, inbox: str) -> int:
+        return self._all("SELECT COUNT(*) FROM inbox_members WHERE inbox = ?", (_addr(inbox),))[0][0]
+
+    def count(self) -> int:
+        """Number of stored messages."""
+        return self._all("SELECT COUNT(*) FROM emails")[0][0]
+
+    def meta(self) -> dict[str, str]:
+        return dict(self._all("SELECT key, value FROM store_meta"))
+
+
+def _run_script(conn: sqlite3.Connection, script: str) -> None:
+    """Run ``script`` statement by statement inside the open transaction (``executescript``
+    would commit first)."""
+    statement = ""
+    for line in script.strip().splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            conn.execute(statement)
+            statement = ""
+
+
+def _key(*parts: str) -> int:
+    h = hashlib.blake2b(digest_size=8)
+    for p in parts:
+        h.update(p.encode("utf-8", "replace"))
+        h.update(b"\x1f")
+    return int.from_bytes(h.digest(), "little")
+
+
+class _Builder:
+    """Cleans, de-duplicates and batches records into an open, empty database."""
+
+    def __init__(self, conn: sqlite3.Connection, options: BuildOptions, report: BuildReport):
+        self.conn, self.options, self.report = conn, options, report
+        self.by_id: dict[int, int] = {}
+        self.by_content: dict[int, int] = {}
+        self.next_id = 1
+        self.emails: list[tuple] = []
+        self.recipients: list[tuple] = []
+        self.members: list[tuple] = []
+
+    def add(self, email: Email, owners: Iterable[str]) -> None:
+        rep, opt = self.report, self.options
+        rep.read += 1
+        owners = [_addr(o) for o in owners or () if o and str(o).strip()]
+        kinds = {k: [_addr(a) for a in getattr(email, k) or () if a and str(a).strip()]
+                 for k in ("to", "cc", "bcc")}
+        if sum(len(v) for v in kinds.values()) > opt.max_recipients:
+            rep.mass_mail_skipped += 1
+            return
+        body, subject, sender = _clean(email.body or ""), _clean(email.subject or ""), _addr(email.from_address or "")
+        if len(body.strip()) < opt.min_body_chars:
+            rep.too_short_skipped += 1
+            return
+        date = normalize_date(email.date)
+        if date is None:
+            date = DEFAULT_DATE
+            rep.missing_date_defaulted += 1
+        content = _key(sender, date, subject, body)
+        mid = _clean(email.message_id or "").strip()
+        if not mid:
+            mid = f"<{content:016x}@inboxrl.generated>"
+            rep.missing_id_generated += 1
+        existing = self.by_id.get(_key(mid))
+        if existing is None and content in self.by_content:
+            existing = self.by_content[content]
+            rep.duplicate_content += 1
+        elif existing is not None:
+            rep.duplicate_ids += 1
+        if existing is not None:
+            rep.duplicates += 1
+            self.members.extend((o, existing) for o in owners)
+            return
+        if len(body) > opt.max_body_chars:
+            body = body[:opt.max_body_chars]
+            rep.truncated += 1
+        eid = self.next_id
+        self.next_id += 1
+        self.by_id[_key(mid)] = eid
+        self.by_content[content] = eid
+        self.emails.append((eid, mid, date, subject, sender, body, email.file_name))
+        addresses = {sender, *owners}
+        for kind, addrs in kinds.items():
+            self.recipients.extend((eid, a, kind) for a in addrs)
+            addresses.update(addrs)
+        self.members.extend((a, eid) for a in addresses if a)
+        rep.stored += 1
+        if len(self.emails) >= opt.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        c = self.conn
+        c.executemany("INSERT INTO emails VALUES (?, ?, ?, ?, ?, ?, ?)", self.emails)
+        c.executemany("INSERT INTO recipients VALUES (?, ?, ?)", self.recipients)
+        c.executemany("INSERT OR IGNORE INTO inbox_members VALUES (?, ?)", self.members)
+        self.report.recipients += len(self.recipients)
+        self.emails, self.recipients, self.members = [], [], []
+
+    def finish(self) -> None:
+        """Indexes, the FTS index in one pass, the sync triggers and the format marker."""
+        self.flush()
+        c = self.conn
+        _run_script(c, _INDEXES)
+        c.execute("INSERT INTO emails_fts(emails_fts) VALUES ('rebuild')")
+        c.execute("INSERT INTO emails_fts(emails_fts) VALUES ('optimize')")
+        _run_script(c, _TRIGGERS)
+        rep = self.report
+        rep.memberships = c.execute("SELECT COUNT(*) FROM inbox_members").fetchone()[0]
+        rep.inboxes = c.execute("SELECT COUNT(DISTINCT inbox) FROM inbox_members").fetchone()[0]
+        meta = {"format": FORMAT, "schema_version": SCHEMA_VERSION,
+                "built_at": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+                "build_report": json.dumps(rep.to_dict())}
+        c.executemany("INSERT INTO store_meta VALUES (?, ?)", meta.items())
+        c.execute("ANALYZE")
+
+
+def build_store(db_path: str | Path, records: Iterable[tuple[Email, Sequence[str]]],
+                options: BuildOptions = BuildOptions(), progress: bool = True) -> BuildReport:
+    """Build a store at ``db_path`` from ``(Email, owners)`` records, replacing any file there.
+
+    The database is written to a temporary file beside the target and renamed over it only
+    when complete, so a failed or interrupted build never leaves a partial store at
+    ``db_path``. Duplicates (same message id, or same sender+date+subject+body) are stored
+    once, their owners added to the kept message's inboxes; mass mails and bodies over the
+    limits are handled as ``options`` says. Every decision is counted in the report."""
+    target = Path(db_path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    report = BuildReport(db_path=str(target))
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".building", dir=target.parent)
+    os.close(fd)
+    start = time.perf_counter()
+    try:
+        conn = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            for pragma in ("journal_mode = OFF", "synchronous = OFF", "cache_size = -262144",
+                           "temp_store = MEMORY", "locking_mode = EXCLUSIVE"):
+                conn.execute(f"PRAGMA {pragma}")
+            conn.executescript(_TABLES)
+            conn.execute("BEGIN")
+            builder = _Builder(conn, options, report)
+            for email, owners in tqdm(records, disable=not progress, unit=" emails",
+                                      desc="build-db", mininterval=1.0):
+                builder.add(email, owners)
+            builder.finish()
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+        report.seconds = time.perf_counter() - start
+        os.replace(tmp, target)
+    except BaseException:
+        for leftover in (tmp, tmp + "-journal"):
+            if os.path.exists(leftover):
+                os.unlink(leftover)
+        raise
+    return report
+
+
+def check_scenarios(db_path: str | Path, scenarios: Iterable[Scenario]) -> list[str]:
+    """Ids of the scenarios with a reference message missing from the store or from their inbox."""
+    with EmailStore(db_path) as store:
+        return [s.id for s in scenarios
+                if not s.message_ids or not all(store.in_inbox(s.inbox_address, m) for m in s.message_ids)]

@@ -1,0 +1,223 @@
+"""Per-step training metrics (DESIGN.md §6 ``train/*``) and the rollout-group view the logs use.
+
+Conventions (all documented here once):
+
+* Reward statistics use the population standard deviation (ddof = 0), the same as the group
+  normalisation of the advantages.
+* ``accuracy`` is the share (0..1) of the step's rollouts whose answer was judged correct;
+  rollouts whose judge failed (``rubric.judge_error``) are left out of the denominator, since a
+  judge failure is never scored as a model failure. ``None`` when no rollout was judged.
+* ``num_early_exit`` counts rollouts that ended before ``max_turns`` (``finished_early``).
+* ``total_tokens`` counts every token of every rollout; ``trainable_tokens`` counts the model
+  tokens of rollouts that reach the loss (``kept``); their ratio is ``trainable_token_ratio``.
+* ``groups_kept`` / ``groups_filtered``: a group is kept when at least one of its rollouts is
+  kept (a judge-error rollout is dropped on its own; a low-variance group drops all of them).
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from collections import deque
+from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+from inboxrl.agent.trajectory import Trajectory
+
+if TYPE_CHECKING:  # pragma: no cover
+    from inboxrl.email.types import Scenario
+
+TRAIN_PREFIX = "train/"
+# Fields that are bookkeeping, not train/* curves.
+_NOT_LOGGED = ("step", "total_steps")
+
+
+@dataclass
+class RewardStats:
+    """Summary of a list of rewards (population std)."""
+
+    count: int
+    mean: float
+    median: float
+    std: float
+    min: float
+    max: float
+
+
+def reward_stats(trajectories: Iterable[Trajectory] | Iterable[float]) -> RewardStats:
+    """Mean, median, population std, min and max of the rollouts' outcome rewards.
+
+    Accepts trajectories or plain reward values. Raises ``ValueError`` on an empty input.
+    """
+    rewards = [float(t.reward) if isinstance(t, Trajectory) else float(t) for t in trajectories]
+    if not rewards:
+        raise ValueError("reward_stats needs at least one reward")
+    return RewardStats(count=len(rewards), mean=statistics.fmean(rewards),
+                       median=float(statistics.median(rewards)), std=statistics.pstdev(rewards),
+                       min=min(rewards), max=max(rewards))
+
+
+@dataclass
+class GroupView:
+    """The G rollouts of one scenario, as the logs show them."""
+
+    group_id: int
+    scenario: "Scenario | None"
+    trajectories: list[Trajectory]
+    kept: bool
+    reward_mean: float
+    reward_std: float
+
+    @property
+    def scenario_id(self) -> str:
+        if self.scenario is not None:
+            return self.scenario.id
+        return self.trajectories[0].scenario_id if self.trajectories else ""
+
+
+def group_views(trajectories: Sequence[Trajectory],
+                scenarios: "dict[str, Scenario] | Sequence[Scenario] | None" = None) -> list[GroupView]:
+    """Group rollouts by ``group_id`` (in first-seen order, rollouts sorted by ``rollout_index``).
+
+    A group is ``kept`` when any of its rollouts is kept. ``scenarios`` (a dict by id or a list)
+    supplies each group's question and reference answer; missing ones give ``scenario=None``.
+    """
+    if scenarios is not None and not isinstance(scenarios, dict):
+        scenarios = {s.id: s for s in scenarios}
+    by_group: dict[int, list[Trajectory]] = {}
+    for t in trajectories:
+        by_group.setdefault(t.group_id, []).append(t)
+    views = []
+    for gid, trajs in by_group.items():
+        trajs = sorted(trajs, key=lambda t: t.rollout_index)
+        rs = reward_stats(trajs)
+        scen = scenarios.get(trajs[0].scenario_id) if scenarios else None
+        views.append(GroupView(gid, scen, trajs, any(t.kept for t in trajs), rs.mean, rs.std))
+    return views
+
+
+class MovingAverage:
+    """Mean of the last ``window`` values pushed (the reward moving average of the logs)."""
+
+    def __init__(self, window: int = 10):
+        if window < 1:
+            raise ValueError("window must be >= 1")
+        self.window = window
+        self._values: deque[float] = deque(maxlen=window)
+
+    def push(self, value: float) -> float:
+        self._values.append(float(value))
+        return self.value
+
+    @property
+    def value(self) -> float:
+        return statistics.fmean(self._values) if self._values else float("nan")
+
+
+@dataclass
+class TrainingMetrics:
+    """Everything one training step reports. ``to_wandb`` gives the ``train/*`` curves."""
+
+    step: int
+    total_steps: int = 0
+    loss: float = 0.0
+    policy_loss: float = 0.0
+    kl: float = 0.0
+    avg_reward: float = 0.0
+    median_reward: float = 0.0
+    std_reward: float = 0.0
+    min_reward: float = 0.0
+    max_reward: float = 0.0
+    reward_moving_avg: float = 0.0
+    accuracy: float | None = None
+    num_rollouts: int = 0
+    num_groups: int = 0
+    groups_kept: int = 0
+    groups_filtered: int = 0
+    num_early_exit: int = 0
+    judge_errors: int = 0
+    total_tokens: int = 0
+    trainable_tokens: int = 0
+    trainable_token_ratio: float = 0.0
+    num_micro_batches: int = 0
+    grad_norm: float = 0.0
+    learning_rate: float = 0.0
+    entropy: float = 0.0
+    clip_fraction: float = 0.0
+    rollout_time: float = 0.0
+    training_time: float = 0.0
+    step_time: float = 0.0
+    tokens_per_second: float = 0.0
+    skipped: bool = False  # this step's update was skipped (no kept group or a non-finite loss)
+    skipped_steps: int = 0  # skipped updates so far in the run
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_rollouts(cls, step: int, trajectories: Sequence[Trajectory], total_steps: int = 0,
+                      moving_average: MovingAverage | None = None, **values: Any) -> "TrainingMetrics":
+        """Fill the rollout-side fields (rewards, accuracy, groups, early exits, tokens).
+
+        ``values`` sets any other field (loss, grad_norm, timings, ...). ``moving_average``,
+        when given, receives this step's mean reward and supplies ``reward_moving_avg``.
+        """
+        rs = reward_stats(trajectories)
+        judged = [t for t in trajectories if t.rubric.judge_error is None]
+        groups = group_views(trajectories)
+        kept = sum(1 for g in groups if g.kept)
+        total = sum(t.num_tokens for t in trajectories)
+        trainable = sum(t.num_model_tokens for t in trajectories if t.kept)
+        m = cls(step=step, total_steps=total_steps, avg_reward=rs.mean, median_reward=rs.median,
+                std_reward=rs.std, min_reward=rs.min, max_reward=rs.max,
+                accuracy=(sum(t.rubric.answer_correct for t in judged) / len(judged)) if judged else None,
+                num_rollouts=len(trajectories), num_groups=len(groups), groups_kept=kept,
+                groups_filtered=len(groups) - kept,
+                num_early_exit=sum(1 for t in trajectories if t.finished_early),
+                judge_errors=len(trajectories) - len(judged), total_tokens=total,
+                trainable_tokens=trainable, trainable_token_ratio=trainable / total if total else 0.0)
+        m.reward_moving_avg = moving_average.push(rs.mean) if moving_average else rs.mean
+        for k, v in values.items():
+            if k not in cls.__dataclass_fields__:
+                raise TypeError(f"TrainingMetrics has no field {k!r}")
+            setattr(m, k, v)
+        return m
+
+    def finalize_timing(self) -> None:
+        """Set ``tokens_per_second`` = total tokens / step time (0 when the time is 0)."""
+        self.tokens_per_second = self.total_tokens / self.step_time if self.step_time > 0 else 0.0
+
+    def to_flat(self) -> dict[str, Any]:
+        """All fields as one flat JSON-ready dict (``extra`` merged in; NaN/inf become None)."""
+        d = asdict(self)
+        extra = d.pop("extra")
+        d.update(extra)
+        return {k: _finite_or_none(v) for k, v in d.items()}
+
+    def to_wandb(self) -> dict[str, float]:
+        """``train/<name>`` for every numeric field except ``step`` / ``total_steps``; None skipped."""
+        out = {}
+        for k, v in self.to_flat().items():
+            if k in _NOT_LOGGED or v is None:
+                continue
+            out[TRAIN_PREFIX + k] = float(v) if isinstance(v, bool) else v
+        return out
+
+    @classmethod
+    def from_flat(cls, d: dict[str, Any]) -> "TrainingMetrics":
+        """Inverse of ``to_flat`` (unknown keys go to ``extra``; ``kind`` is ignored)."""
+        names = {f.name for f in fields(cls)} - {"extra"}
+        known = {k: v for k, v in d.items() if k in names}
+        extra = {k: v for k, v in d.items() if k not in names and k != "kind"}
+        return cls(**known, extra=extra)
+
+
+def _finite_or_none(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def eval_statistics(trajectories: Sequence[Trajectory], step: int, eval_time: float,
+                    baseline: dict[str, float] | None = None) -> dict[str, Any]:
+    """Alias of :func:`inboxrl.logs.eval_stats.eval_statistics` (docs/architecture.md names it here)."""
+    from inboxrl.logs.eval_stats import eval_statistics as _impl
+
+    return _impl(trajectories, step, eval_time, baseline_rewards=baseline)

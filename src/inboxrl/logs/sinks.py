@@ -1,0 +1,129 @@
+"""Metric sinks: ``{output_dir}/metrics.jsonl`` always, Weights & Biases when available.
+
+``metrics.jsonl`` holds one JSON object per line, flushed after each write:
+
+* a training step: ``{"kind": "train", **TrainingMetrics.to_flat()}``;
+* an evaluation: ``{"kind": "eval", **eval_statistics(...)}`` without the ``per_scenario`` rows
+  (those are in ``eval_logs/eval_step_NNNN.json``).
+
+A resumed run appends to the same file; readers keep the last row of each (kind, step).
+
+wandb: the mode is ``wandb_mode``, else ``$WANDB_MODE``, else ``online`` when a project is named
+(``wandb_project`` or ``$WANDB_PROJECT``) and ``disabled`` otherwise. Runs are written under
+``$WANDB_DIR`` when set, else under ``output_dir``. When wandb is not installed, or
+``wandb.init`` fails (e.g. online without credentials), one notice is printed and only the
+JSON lines are written. Train values are logged as ``train/*`` and evals as ``eval/*``,
+both with ``step=``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from inboxrl.logs.eval_stats import eval_to_wandb
+from inboxrl.logs.metrics import TrainingMetrics
+
+METRICS_FILE = "metrics.jsonl"
+DEFAULT_PROJECT = "inboxrl"
+WANDB_MODES = ("online", "offline", "disabled")
+
+
+def resolve_wandb_mode(wandb_mode: str | None, wandb_project: str | None) -> str:
+    """The wandb mode by the rule in the module docstring; ``ValueError`` on an unknown mode."""
+    mode = wandb_mode or os.environ.get("WANDB_MODE") or (
+        "online" if (wandb_project or os.environ.get("WANDB_PROJECT")) else "disabled")
+    mode = mode.strip().lower()
+    if mode == "dryrun":
+        mode = "offline"
+    if mode not in WANDB_MODES:
+        raise ValueError(f"wandb mode must be one of {', '.join(WANDB_MODES)}; got {mode!r}")
+    return mode
+
+
+class MetricsSinks:
+    """Writes every step's metrics and every eval to ``metrics.jsonl`` and (optionally) wandb."""
+
+    def __init__(self, output_dir: str | Path, wandb_project: str | None = None,
+                 wandb_entity: str | None = None, wandb_name: str | None = None,
+                 wandb_mode: str | None = None, config: dict[str, Any] | None = None,
+                 notice: Callable[[str], None] = print):
+        self.output_dir = Path(output_dir)
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.output_dir / METRICS_FILE
+        self._file = open(self.path, "a", encoding="utf-8")
+        self._notice = notice
+        self.wandb_mode = resolve_wandb_mode(wandb_mode, wandb_project)
+        self.run: Any = None
+        if self.wandb_mode != "disabled":
+            self.run = self._init_wandb(wandb_project, wandb_entity, wandb_name, config or {})
+
+    def _init_wandb(self, project: str | None, entity: str | None, name: str | None,
+                    config: dict[str, Any]) -> Any:
+        try:
+            import wandb
+        except ImportError:
+            self._notice("wandb is not installed: logging to metrics.jsonl only "
+                         "(pip install 'inboxrl[wandb]' to enable it)")
+            return None
+        wandb_dir = os.environ.get("WANDB_DIR") or str(self.output_dir)
+        try:
+            return wandb.init(project=project or os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT,
+                              entity=entity, name=name, config=config, mode=self.wandb_mode,
+                              dir=wandb_dir, reinit="finish_previous")
+        except Exception as e:  # wandb raises many types (auth, network, usage)
+            self._notice(f"wandb could not start ({type(e).__name__}: {e}); "
+                         "logging to metrics.jsonl only")
+            return None
+
+    def _write(self, row: dict[str, Any]) -> None:
+        self._file.write(json.dumps(row, default=str) + "\n")
+        self._file.flush()
+
+    def log_train(self, metrics: TrainingMetrics) -> None:
+        """One ``kind: train`` line; ``train/*`` to wandb at ``step=metrics.step``."""
+        self._write({"kind": "train", **metrics.to_flat()})
+        if self.run is not None:
+            self.run.log(metrics.to_wandb(), step=metrics.step)
+
+    def log_eval(self, stats: dict[str, Any]) -> None:
+        """One ``kind: eval`` line (no per-scenario rows); ``eval/*`` to wandb at ``step=``."""
+        self._write({"kind": "eval", **{k: v for k, v in stats.items() if k != "per_scenario"}})
+        if self.run is not None:
+            self.run.log(eval_to_wandb(stats), step=int(stats["step"]))
+
+    def close(self) -> None:
+        """Close the file and finish the wandb run (idempotent)."""
+        if not self._file.closed:
+            self._file.close()
+        if self.run is not None:
+            self.run.finish()
+            self.run = None
+
+    def __enter__(self) -> "MetricsSinks":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def read_metrics(path: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(train rows, eval rows) of a ``metrics.jsonl``, the last row per step kept, by step.
+
+    Rows without ``kind`` count as train rows; a truncated last line (a crash mid-write) is skipped.
+    """
+    train: dict[int, dict[str, Any]] = {}
+    evals: dict[int, dict[str, Any]] = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if not isinstance(row, dict) or "step" not in row:
+                continue
+            (evals if row.get("kind") == "eval" else train)[int(row["step"])] = row
+    return [train[s] for s in sorted(train)], [evals[s] for s in sorted(evals)]

@@ -1,0 +1,1 @@
+"""Wiring: turn a TrainConfig into the data, environment and model a run needs."""

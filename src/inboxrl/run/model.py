@@ -1,0 +1,33 @@
+"""Load the policy a run trains: the base model (or a warm start), LoRA, the chat renderer."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from inboxrl.config import ConfigError, TrainConfig
+
+
+def model_source(cfg: TrainConfig) -> str:
+    """The weights to start from: ``init_from`` when set (a warm start), else ``model_name``."""
+    if cfg.init_from:
+        p = Path(cfg.init_from)
+        if not p.exists():
+            raise ConfigError(f"init_from {p} does not exist")
+        return str(p)
+    from inboxrl.policy.hf import resolve_model_name
+
+    return str(resolve_model_name(cfg.model_name))
+
+
+def load_policy(cfg: TrainConfig, device: str | None = None):
+    """Return an HFPolicy for ``cfg``: weights, optional LoRA adapter, tokenizer and renderer."""
+    from inboxrl.agent.chat import ChatRenderer
+    from inboxrl.email.tools import TOOL_SCHEMAS
+    from inboxrl.policy.hf import HFPolicy, LoraSpec, load_model
+
+    lora = LoraSpec(r=cfg.lora_r, alpha=cfg.lora_alpha) if cfg.use_lora else None
+    try:
+        model, tokenizer = load_model(model_source(cfg), dtype=cfg.dtype, device=device, lora=lora)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"could not load model {cfg.init_from or cfg.model_name!r}: {e}") from None
+    renderer = ChatRenderer(tokenizer, TOOL_SCHEMAS)
+    return HFPolicy(model=model, tokenizer=tokenizer, renderer=renderer, device=model.device)

@@ -1,0 +1,217 @@
+"""Demonstrations for the SFT warm start (issue 5): reference-agent episodes rendered exactly as
+rollouts of the policy would be.
+
+:func:`render_calls` replays a list of tool calls through a fresh environment with the rollout
+engine's own bookkeeping (:class:`inboxrl.agent.episode.Episode`) and token layout
+(:class:`inboxrl.agent.hf_engine.HFEngine`): the prompt segments, then per turn the model text
+``renderer.format_call(call)`` tokenised on its own as ``model`` tokens (log-prob 0), then — when
+the rollout goes on — ``renderer.after_turn_segments(stopped_on_eos=False, observation)``. The
+engine ends a turn as soon as the tool call is complete (before any end-of-turn token), so a
+policy that emits exactly these tokens produces a token-identical trajectory (turns, events,
+process rewards, rubric, reward, finish reason, messages). The same per-turn token and context
+budgets apply: a demonstration the engine would have cut is rejected.
+
+:func:`collect_demonstrations` runs the scripted reference agent (seeded, several varied episodes
+per scenario) on training scenarios and keeps the correctly answered ones.
+
+:func:`protocol_stats` measures protocol-following on any trajectories (valid tool calls per turn,
+search as the first call).
+"""
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from inboxrl.agent.chat import ChatRenderer
+from inboxrl.agent.episode import Episode
+from inboxrl.agent.trajectory import ToolCall, Trajectory
+from inboxrl.email.types import Scenario
+
+SEARCH_TOOL = "search_emails"
+
+
+class DemoError(ValueError):
+    """A demonstration cannot be rendered as a rollout (too long for the budgets, or it does
+    not end on its last call)."""
+
+
+@dataclass
+class DemoSettings:
+    """How demonstrations are collected.
+
+    ``num_demos``: successful demonstrations wanted (0 = as many as the attempts give);
+    ``episodes_per_scenario``: reference episodes tried per training scenario (each with its own
+    seeded agent, so keyword choices, second searches and distractor reads vary);
+    ``max_turns`` / ``max_new_tokens`` / ``max_context_tokens``: the rollout budgets the
+    demonstrations must fit; ``agent_options``: extra keyword arguments of ``ReferenceAgent``.
+    """
+
+    num_demos: int = 32
+    episodes_per_scenario: int = 2
+    seed: int = 0
+    max_turns: int = 4
+    max_new_tokens: int = 96
+    max_context_tokens: int = 3072
+    agent_mode: str = "read"
+    agent_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.num_demos < 0 or self.episodes_per_scenario < 1:
+            raise ValueError("need num_demos >= 0 and episodes_per_scenario >= 1")
+
+
+@dataclass
+class DemoSet:
+    """The kept demonstrations and what happened to the rest."""
+
+    trajectories: list[Trajectory]
+    attempted: int = 0
+    unsuccessful: int = 0  # wrong answer, "I don't know", out of turns, error
+    rejected: int = 0  # would not fit the rollout budgets
+    call_patterns: Counter = field(default_factory=Counter)  # e.g. "search>read>answer": count
+
+    def summary(self) -> str:
+        patterns = ", ".join(f"{p} x{n}" for p, n in self.call_patterns.most_common(5))
+        return (f"{len(self.trajectories)} demonstrations kept of {self.attempted} reference episodes "
+                f"({self.unsuccessful} unsuccessful, {self.rejected} over budget); patterns: {patterns}")
+
+
+def _append_segments(traj: Trajectory, segments: Sequence[tuple[list[int], str]]) -> int:
+    added = 0
+    for ids, source in segments:
+        traj.append(ids, source)
+        added += len(ids)
+    return added
+
+
+def render_calls(renderer: ChatRenderer, scenario: Scenario, calls: Sequence[ToolCall],
+                 env_factory: Callable[[Scenario], Any], max_turns: int, max_new_tokens: int,
+                 max_context_tokens: int, group_id: int = 0, rollout_index: int = 0) -> Trajectory:
+    """The trajectory a rollout of ``scenario`` makes when its model emits exactly
+    ``renderer.format_call(c)`` for each ``c`` in ``calls`` (see the module docstring).
+
+    Raises :class:`DemoError` when a turn exceeds ``max_new_tokens`` (or the context left), the
+    context would overflow, or the episode ends before / does not end after the last call. The
+    returned trajectory has ``logprobs`` 0.0 everywhere and the rubric/reward of the replay.
+    """
+    ep = Episode(scenario, group_id, rollout_index, env_factory, max_turns)
+    if ep.done:
+        raise DemoError(f"scenario {scenario.id}: the environment could not start")
+    traj = ep.traj
+    _append_segments(traj, renderer.prompt_segments(scenario))
+    traj.messages = renderer.prompt_messages(scenario)
+    if len(traj.token_ids) + 1 > max_context_tokens:
+        raise DemoError(f"scenario {scenario.id}: the prompt does not fit the context")
+    for k, call in enumerate(calls):
+        if ep.done:
+            raise DemoError(f"scenario {scenario.id}: the episode ended before call {k}")
+        ids = renderer.encode(renderer.format_call(call))
+        text = renderer.decode(ids)  # what the engine records for these sampled ids
+        budget = min(max_new_tokens, max_context_tokens - len(traj.token_ids))
+        if len(ids) > budget:
+            raise DemoError(f"scenario {scenario.id}: call {k} has {len(ids)} tokens, budget {budget}")
+        traj.append(ids, "model", [0.0] * len(ids), turn=len(traj.turns))
+        traj.messages.append({"role": "assistant", "content": text})
+        observation = ep.take_turn(text, num_tokens=len(ids))
+        if observation is None:
+            break
+        segments = renderer.after_turn_segments(False, observation)
+        if len(traj.token_ids) + sum(len(i) for i, _ in segments) + 1 > max_context_tokens:
+            raise DemoError(f"scenario {scenario.id}: the result of call {k} overflows the context")
+        _append_segments(traj, segments)
+        traj.messages.append({"role": "tool", "content": observation})
+    if not ep.done or len(traj.turns) != len(calls):
+        raise DemoError(f"scenario {scenario.id}: the episode does not end on its last call")
+    traj.timings = {}
+    return traj
+
+
+def call_pattern(traj: Trajectory) -> str:
+    """``search>read>answer``-style summary of a trajectory's tool calls."""
+    short = {"search_emails": "search", "read_email": "read", "return_final_answer": "answer"}
+    return ">".join(short.get(t.tool_call.name, t.tool_call.name) if t.tool_call else "invalid"
+                    for t in traj.turns)
+
+
+def successful(traj: Trajectory) -> bool:
+    """Answered correctly, with no format error and no judge error."""
+    r = traj.rubric
+    return (traj.finish_reason == "answered" and bool(r.answer_correct) and not r.judge_error
+            and r.num_format_errors == 0)
+
+
+def collect_demonstrations(store: Any, scenarios: Sequence[Scenario], judge: Any,
+                           renderer: ChatRenderer, env_factory: Callable[[Scenario], Any],
+                           settings: DemoSettings) -> DemoSet:
+    """Run the reference agent on ``scenarios`` and keep successful, renderable episodes.
+
+    Scenarios are visited in a seeded order, ``episodes_per_scenario`` times each (round by
+    round, so the kept set covers as many scenarios as possible), until ``num_demos`` are kept.
+    Each episode's agent has its own seed (``settings.seed``, round, scenario position), so the
+    result is deterministic. Every kept demonstration went through :func:`render_calls` and
+    :func:`successful`. ``group_id`` = scenario position, ``rollout_index`` = round.
+    """
+    from inboxrl.email.reference_agent import ReferenceAgent, run_reference_episode
+
+    order = list(range(len(scenarios)))
+    random.Random(settings.seed).shuffle(order)
+    out = DemoSet(trajectories=[])
+    for rnd in range(settings.episodes_per_scenario):
+        for pos in order:
+            if settings.num_demos and len(out.trajectories) >= settings.num_demos:
+                return out
+            scenario = scenarios[pos]
+            rng = random.Random(f"{settings.seed}/{rnd}/{pos}")
+            agent = ReferenceAgent(rng, mode=settings.agent_mode, **settings.agent_options)
+            out.attempted += 1
+            episode = run_reference_episode(store, scenario, judge, settings.max_turns, agent)
+            try:
+                traj = render_calls(renderer, scenario, episode.calls, env_factory, settings.max_turns,
+                                    settings.max_new_tokens, settings.max_context_tokens,
+                                    group_id=pos, rollout_index=rnd)
+            except DemoError:
+                out.rejected += 1
+                continue
+            if not successful(traj):
+                out.unsuccessful += 1
+                continue
+            out.trajectories.append(traj)
+            out.call_patterns[call_pattern(traj)] += 1
+    return out
+
+
+@dataclass
+class ProtocolStats:
+    """How well trajectories follow the tool protocol."""
+
+    num_rollouts: int
+    num_turns: int
+    valid_call_rate: float  # turns whose text parsed to a known tool with valid arguments
+    first_search_rate: float  # rollouts whose first call is a valid search_emails call
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {"num_rollouts": self.num_rollouts, "num_turns": self.num_turns,
+                "valid_call_rate": self.valid_call_rate, "first_search_rate": self.first_search_rate}
+
+    def line(self) -> str:
+        return (f"Protocol: valid tool calls in {self.valid_call_rate:.1%} of {self.num_turns} turns; "
+                f"search first in {self.first_search_rate:.1%} of {self.num_rollouts} rollouts")
+
+
+def _valid(turn: Any) -> bool:
+    return turn.tool_call is not None and turn.parse_error is None
+
+
+def protocol_stats(trajectories: Sequence[Trajectory]) -> ProtocolStats:
+    """Valid-call share over all turns and search-first share over all rollouts (a rollout with
+    no turn counts as not searching first). Empty input gives zeros."""
+    turns = [t for traj in trajectories for t in traj.turns]
+    valid = sum(1 for t in turns if _valid(t))
+    first = sum(1 for traj in trajectories if traj.turns and _valid(traj.turns[0])
+                and traj.turns[0].tool_call.name == SEARCH_TOOL)
+    n = len(trajectories)
+    return ProtocolStats(num_rollouts=n, num_turns=len(turns),
+                         valid_call_rate=valid / len(turns) if turns else 0.0,
+                         first_search_rate=first / n if n else 0.0)

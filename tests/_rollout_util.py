@@ -1,0 +1,158 @@
+"""Shared helpers for the chat / rollout tests: a fake environment with the EmailTaskEnv
+interface, a tool schema list, a Qwen2.5-style native-tools chat template, and a model wrapper
+that forces scripted assistant turns through the logits."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import torch
+
+from inboxrl.agent.trajectory import ToolCall
+from inboxrl.email.env import StepResult
+from inboxrl.email.rubric import FORMAT_ERROR, FOUND_REFERENCE, READ_REFERENCE, Rubric
+from inboxrl.email.types import Scenario
+
+SCHEMAS = [
+    {"type": "function", "function": {"name": "search_emails", "description": "Search the inbox.",
+     "parameters": {"type": "object", "properties": {
+         "keywords": {"type": "array", "items": {"type": "string"}},
+         "max_results": {"type": "integer"}}, "required": ["keywords"]}}},
+    {"type": "function", "function": {"name": "read_email", "description": "Read one email.",
+     "parameters": {"type": "object", "properties": {"message_id": {"type": "string"}},
+                    "required": ["message_id"]}}},
+    {"type": "function", "function": {"name": "return_final_answer", "description": "Answer.",
+     "parameters": {"type": "object", "properties": {
+         "answer": {"type": "string"}, "sources": {"type": "array", "items": {"type": "string"}}},
+         "required": ["answer", "sources"]}}},
+]
+
+QWEN_TEMPLATE = (
+    "{%- if tools %}{{- '<|im_start|>system\\n' }}{%- if messages[0]['role'] == 'system' %}"
+    "{{- messages[0]['content'] }}{%- else %}{{- 'You are a helpful assistant.' }}{%- endif %}"
+    "{{- '\\n\\n# Tools\\n\\nYou may call one or more functions to assist with the user query.\\n\\n"
+    "You are provided with function signatures within <tools></tools> XML tags:\\n<tools>' }}"
+    "{%- for tool in tools %}{{- '\\n' }}{{- tool | tojson }}{%- endfor %}"
+    "{{- '\\n</tools>\\n\\nFor each function call, return a json object with function name and "
+    "arguments within <tool_call></tool_call> XML tags:\\n<tool_call>\\n{\"name\": <function-name>, "
+    "\"arguments\": <args-json-object>}\\n</tool_call><|im_end|>\\n' }}"
+    "{%- else %}{%- if messages[0]['role'] == 'system' %}"
+    "{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}{%- endif %}{%- endif %}"
+    "{%- for message in messages %}"
+    "{%- if message.role == 'user' or (message.role == 'system' and not loop.first) %}"
+    "{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}"
+    "{%- elif message.role == 'assistant' %}{{- '<|im_start|>' + message.role }}"
+    "{%- if message.content %}{{- '\\n' + message.content }}{%- endif %}{{- '<|im_end|>\\n' }}"
+    "{%- elif message.role == 'tool' %}"
+    "{%- if (loop.index0 == 0) or (messages[loop.index0 - 1].role != 'tool') %}"
+    "{{- '<|im_start|>user' }}{%- endif %}"
+    "{{- '\\n<tool_response>\\n' }}{{- message.content }}{{- '\\n</tool_response>' }}"
+    "{%- if loop.last or (messages[loop.index0 + 1].role != 'tool') %}{{- '<|im_end|>\\n' }}{%- endif %}"
+    "{%- endif %}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+
+def scenario(i: int, question: str | None = None) -> Scenario:
+    return Scenario(id=f"s{i}", question=question or f"Question number {i}?", answer=f"answer {i}",
+                    message_ids=[f"<m{i}@x>"], inbox_address=f"user{i}@example.com",
+                    query_date="2001-05-01")
+
+
+class FakeEnv:
+    """EmailTaskEnv-shaped: search finds the reference, read reads it, an answer ends it."""
+
+    def __init__(self, scenario: Scenario, max_turns: int = 4, fail_on_step: int | None = None):
+        self.scenario, self.max_turns, self.fail_on_step = scenario, max_turns, fail_on_step
+        self.rubric = Rubric()
+        self.calls: list[Any] = []
+        self.finish_reason: str | None = None
+
+    def step(self, call: ToolCall | None, parse_error: str | None = None) -> StepResult:
+        self.rubric.num_turns += 1
+        self.calls.append(call if call is not None else parse_error)
+        if self.fail_on_step is not None and self.rubric.num_turns == self.fail_on_step:
+            raise RuntimeError("boom in env")
+        if call is None:
+            self.rubric.cant_parse_tool_call = True
+            self.rubric.num_format_errors += 1
+            return StepResult(json.dumps({"error": parse_error}), False, [FORMAT_ERROR], parse_error)
+        ref = self.scenario.message_ids[0]
+        if call.name == "search_emails":
+            self.rubric.found_reference = True
+            return StepResult(json.dumps([{"message_id": ref, "subject": "hello"}]), False,
+                              [FOUND_REFERENCE])
+        if call.name == "read_email":
+            self.rubric.read_reference = True
+            return StepResult(json.dumps({"message_id": ref, "body": "the answer is 42"}), False,
+                              [READ_REFERENCE])
+        if call.name == "return_final_answer":
+            ans = call.arguments.get("answer", "")
+            self.rubric.final_answer = ans
+            self.rubric.attempted_answer = True
+            self.rubric.answer_correct = ans == self.scenario.answer
+            self.finish_reason = "answered"
+            return StepResult('{"status": "answer recorded"}', True)
+        self.rubric.bad_tool_call_name = True
+        return StepResult('{"error": "unknown tool"}', False, [FORMAT_ERROR], "unknown_tool: x")
+
+    def finish(self, reason: str) -> Rubric:
+        self.rubric.ran_out_of_turns = reason == "max_turns"
+        self.rubric.context_overflow = reason == "context_overflow"
+        return self.rubric
+
+
+class ScriptedModel(torch.nn.Module):
+    """Wraps a causal LM; for rows whose conversation contains a scripted question, the logits
+    force the scripted assistant turn texts (turn k = number of tool results after the question),
+    each followed by ``end_text``. Keeps per-row histories, following the engine's row drops."""
+
+    def __init__(self, model: Any, tokenizer: Any, scripts: dict[str, list[str]], end_text: str = "<|im_end|>"):
+        super().__init__()
+        self.inner, self.tok, self.scripts, self.end_text = model, tokenizer, scripts, end_text
+        self.config = model.config
+        self.histories: list[list[int]] = []
+        self._cache = None
+        self.gen_prompt = tokenizer.encode("<|im_start|>assistant\n", add_special_tokens=False)
+
+    def _follow(self, cache: Any) -> None:
+        if cache is self._cache:
+            return
+        self._cache, self.histories = cache, []
+        original = cache.batch_select_indices
+
+        def select(idx: torch.Tensor) -> None:
+            self.histories = [self.histories[i] for i in idx.tolist()]
+            original(idx)
+        cache.batch_select_indices = select
+
+    def _forced(self, history: list[int]) -> int | None:
+        text = self.tok.decode(history, skip_special_tokens=False)
+        for question, turns in self.scripts.items():
+            at = text.rfind(question)
+            if at < 0:
+                continue
+            k = text[at:].count("<|im_start|>tool") + text[at:].count("<tool_response>")
+            if k >= len(turns):
+                return None
+            g = len(self.gen_prompt)
+            last = max(i for i in range(len(history) - g + 1) if history[i:i + g] == self.gen_prompt)
+            done = history[last + g:]
+            target = self.tok.encode(turns[k] + self.end_text, add_special_tokens=False)
+            return target[len(done)] if len(done) < len(target) else None
+        return None
+
+    def forward(self, input_ids=None, attention_mask=None, cache=None, **kw):
+        out = self.inner(input_ids=input_ids, attention_mask=attention_mask, cache=cache, **kw)
+        self._follow(cache)
+        while len(self.histories) < input_ids.shape[0]:
+            self.histories.append([])
+        width = input_ids.shape[1]
+        new_mask = attention_mask[:, -width:]
+        for r in range(input_ids.shape[0]):
+            self.histories[r] += input_ids[r][new_mask[r] > 0].tolist()
+            tok = self._forced(self.histories[r])
+            if tok is not None:
+                out.logits[r, -1, :] = -30.0
+                out.logits[r, -1, tok] = 30.0
+        return out

@@ -1,0 +1,138 @@
+"""Tool schemas, argument validation and rendering (DESIGN.md §4)."""
+import json
+
+import pytest
+
+from inboxrl.email import tools
+from inboxrl.email.tools import (AnswerArgs, ReadArgs, SearchArgs, ToolError, validate_answer,
+                                 validate_call, validate_read, validate_search)
+from inboxrl.email.types import Email, SearchHit
+
+
+def test_schemas_are_openai_function_schemas():
+    names = [s["function"]["name"] for s in tools.TOOL_SCHEMAS]
+    assert names == ["search_emails", "read_email", "return_final_answer"]
+    for s in tools.TOOL_SCHEMAS:
+        assert s["type"] == "function"
+        params = s["function"]["parameters"]
+        assert params["type"] == "object" and set(params["required"]) <= set(params["properties"])
+    search = tools.TOOL_SCHEMAS[0]["function"]["parameters"]
+    assert search["properties"]["max_results"]["maximum"] == 10
+    assert "inbox" not in json.dumps(search["properties"]).lower().replace("the user's inbox", "")
+    json.dumps(tools.TOOL_SCHEMAS)  # serialisable
+
+
+def test_search_clean_args_and_defaults():
+    a = validate_search({"keywords": [" Fuel ", "surcharge", ""], "from_addr": "a@x.com",
+                         "sent_after": "2001-03-01", "sent_before": "2001-03-31"})
+    assert a == SearchArgs(("Fuel", "surcharge"), "a@x.com", None, "2001-03-01", "2001-03-31", 10)
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("fuel surcharge", ("fuel", "surcharge")),  # one string: split on whitespace
+    (["fuel surcharge"], ("fuel surcharge",)),  # a list element stays a phrase
+    (["invoice", 4471], ("invoice", "4471")),  # numbers accepted as text
+])
+def test_keywords_leniency(value, expected):
+    assert validate_search({"keywords": value}).keywords == expected
+
+
+@pytest.mark.parametrize("value, expected", [(None, 10), (1, 1), (10, 10), (5.0, 5), ("3", 3), (" 7 ", 7)])
+def test_max_results_accepted(value, expected):
+    assert validate_search({"keywords": ["x"], "max_results": value}).max_results == expected
+
+
+@pytest.mark.parametrize("args, needle", [
+    ({"keywords": []}, "at least one"),
+    ({"keywords": ["", "  "]}, "at least one"),
+    ({"keywords": "   "}, "at least one"),
+    ({"keywords": None}, "missing required"),
+    ({}, "missing required"),
+    ({"keywords": {"a": 1}}, "list of strings"),
+    ({"keywords": [["nested"]]}, "must be strings"),
+    ({"keywords": [True]}, "must be strings"),
+    ({"keywords": ["x"], "max_results": 0}, "from 1 to 10"),
+    ({"keywords": ["x"], "max_results": 11}, "from 1 to 10"),
+    ({"keywords": ["x"], "max_results": -3}, "from 1 to 10"),
+    ({"keywords": ["x"], "max_results": "ten"}, "integer"),
+    ({"keywords": ["x"], "max_results": 2.5}, "integer"),
+    ({"keywords": ["x"], "max_results": True}, "integer"),
+    ({"keywords": ["x"], "sent_after": "03/14/2001"}, "YYYY-MM-DD"),
+    ({"keywords": ["x"], "sent_after": "2001-3-14"}, "YYYY-MM-DD"),
+    ({"keywords": ["x"], "sent_before": "2001-02-30"}, "real calendar date"),
+    ({"keywords": ["x"], "sent_before": "2001-13-01"}, "real calendar date"),
+    ({"keywords": ["x"], "sent_after": 20010314}, "must be a string"),
+    ({"keywords": ["x"], "sent_after": "2001-05-01", "sent_before": "2001-04-01"}, "later than"),
+    ({"keywords": ["x"], "from_addr": 42}, "must be a string"),
+    ({"keywords": ["x"], "inbox": "boss@x.com"}, "unknown argument(s) inbox"),
+    ({"keywords": ["x"], "limit": 3, "query": "y"}, "unknown argument(s) limit, query"),
+    ({"keywords": ["x"] * 21}, "at most 20"),
+    ({"keywords": ["x" * 501]}, "longer than"),
+    ("keywords=x", "JSON object"),
+    (None, "JSON object"),
+])
+def test_search_invalid(args, needle):
+    err = validate_search(args)
+    assert isinstance(err, ToolError) and err.kind == "bad_arguments"
+    assert needle in err.message
+
+
+def test_optional_empty_strings_are_absent():
+    a = validate_search({"keywords": ["x"], "from_addr": "", "to_addr": None, "sent_after": " "})
+    assert (a.from_addr, a.to_addr, a.sent_after) == (None, None, None)
+
+
+def test_repeat_key_normalisation():
+    a = validate_search({"keywords": ["Fuel", "surcharge", "fuel"], "max_results": 3})
+    b = validate_search({"keywords": ["SURCHARGE", "fuel"], "max_results": 10})
+    c = validate_search({"keywords": ["surcharge", "fuel"], "from_addr": "a@x.com"})
+    d = validate_search({"keywords": ["surcharge", "fuel"], "sent_after": "2001-01-01"})
+    assert a.key() == b.key()
+    assert a.key() != c.key() and a.key() != d.key() and c.key() != d.key()
+    assert validate_search({"keywords": ["x"], "from_addr": "A@X.com"}).key() == \
+        validate_search({"keywords": ["x"], "from_addr": "a@x.com"}).key()
+
+
+def test_read_validation():
+    assert validate_read({"message_id": " <m1@x> "}) == ReadArgs("<m1@x>")
+    for args, needle in [({}, "missing required"), ({"message_id": ""}, "must not be empty"),
+                         ({"message_id": 7}, "must be a string"),
+                         ({"message_id": "m", "inbox": "b"}, "unknown argument"),
+                         (["m"], "JSON object")]:
+        err = validate_read(args)
+        assert isinstance(err, ToolError) and needle in err.message, args
+
+
+def test_answer_validation():
+    assert validate_answer({"answer": " $48,200 ", "sources": ["m1", " "]}) == AnswerArgs("$48,200", ("m1",))
+    assert validate_answer({"answer": 48200, "sources": "m1"}) == AnswerArgs("48200", ("m1",))
+    assert validate_answer({"answer": "I don't know", "sources": []}) == AnswerArgs("I don't know", ())
+    for args, needle in [({"answer": "x"}, "missing required"), ({"sources": []}, "missing required"),
+                         ({"answer": "", "sources": []}, "non-empty"),
+                         ({"answer": ["x"], "sources": []}, "non-empty string"),
+                         ({"answer": "x", "sources": [1]}, "list of message_id"),
+                         ({"answer": "x", "sources": [], "confidence": 1}, "unknown argument")]:
+        err = validate_answer(args)
+        assert isinstance(err, ToolError) and err.kind == "bad_arguments" and needle in err.message, args
+
+
+def test_validate_call_dispatch_and_unknown_tool():
+    assert isinstance(validate_call("read_email", {"message_id": "m"}), ReadArgs)
+    for name in ("send_email", "", None, 3, "Search_Emails"):
+        err = validate_call(name, {})
+        assert isinstance(err, ToolError) and err.kind == "unknown_tool"
+        assert "search_emails" in err.message
+    assert str(validate_call("nope", {})).startswith("unknown_tool: ")
+
+
+def test_rendering_is_compact_json():
+    hit = SearchHit("m1", "Invoice", "a@x.com", "2001-03-14 10:00:00", "total <b>$48,200</b>")
+    assert json.loads(tools.render_search([hit])) == [
+        {"message_id": "m1", "subject": "Invoice", "from": "a@x.com", "date": "2001-03-14 10:00:00",
+         "snippet": "total <b>$48,200</b>"}]
+    assert tools.render_search([]) == "[]"
+    email = Email("m1", "2001-03-14 10:00:00", "Invoice", "a@x.com", ["b@x.com"], ["c@x.com"], [], "Body é")
+    text = tools.render_email(email)
+    assert "\n" not in text and ": " not in text and "é" in text
+    assert list(json.loads(text)) == ["message_id", "date", "subject", "from", "to", "cc", "bcc", "body"]
+    assert json.loads(tools.render_error("bad")) == {"error": "bad"}
