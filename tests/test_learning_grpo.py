@@ -64,7 +64,7 @@ def train(flip: bool) -> list[float]:
             for t in trajs:
                 t.turns[0].advantage = -t.turns[0].advantage
         stats = policy_update(model, opt, None, trajs, settings, pad_id=0)
-        assert not stats.skipped
+        assert not stats.skipped or stats.skip_reason == "no trainable tokens"
     return curve
 
 

@@ -180,3 +180,64 @@ def test_default_console_is_plain_120_columns_when_redirected(tmp_path):
     assert "STEP PHASE 4: BACKPROPAGATION & OPTIMIZATION" in out
     assert out.strip().splitlines()[-1] == "120"
     assert len(out.splitlines()[0]) == 120  # the step rule spans the fixed width
+
+
+def test_trainer_facing_api_with_advantage_and_update_stats():
+    """The names the trainer calls: step_header, phase, groups(trajs, scenarios, adv), backprop,
+    group_summary, step_summary; phase headers once each, in order."""
+    from inboxrl.grpo.advantages import AdvantageStats, GroupStats
+    from inboxrl.grpo.update import UpdateStats
+    from inboxrl.logs.metrics import build_training_metrics
+
+    c, buf = capture()
+    log = ConsoleLog(verbose=True, console=c)
+    t = trajs()
+    # the advantage stats say group 1 is filtered and group 0 kept (trajectory flags agree)
+    adv = AdvantageStats(groups_total=2, groups_kept=1, groups_filtered=1, rollouts_kept=3,
+                         groups=[GroupStats(0, 3, 0, -0.233, 1.357, 0.5, True),
+                                 GroupStats(1, 2, 0, 0.0, 0.0, 0.0, False)])
+    upd = UpdateStats(loss=0.25, policy_loss=0.2, kl=0.05, grad_norm=2.5, trainable_tokens=70,
+                      total_tokens=500, num_micro_batches=3)
+    log.step_header(2, 5)
+    log.phase(1, "ROLLOUT COLLECTION")
+    log.collecting(3, 2)
+    log.phase(2, "REWARDS & ADVANTAGES")
+    log.groups(t, SCEN, adv)
+    log.phase(3, "MICRO-BATCHING")
+    log.phase(4, "BACKPROPAGATION & OPTIMIZATION")
+    log.backprop(upd)
+    m = build_training_metrics(step=2, trajectories=t, adv=adv, update=upd, learning_rate=1e-5,
+                               rollout_time=3.0, training_time=1.0, step_time=4.0,
+                               reward_history=[0.3, 0.1], skipped_steps=0)
+    log.group_summary(m)
+    log.step_summary(m, 5)
+    out = buf.getvalue()
+    assert [out.count(h) for h in HEADERS] == [1, 1, 1, 1]
+    assert [out.index(h) for h in HEADERS] == sorted(out.index(h) for h in HEADERS)
+    assert "grad norm 2.5000 | tokens trained 70 | total loss 0.2500" in out and "3 micro-batches" in out
+    assert "Q: When is the [bold]offsite?" in out and out.count("Turn-by-Turn Advantage") == 1
+    assert re.search(r"Trainable tokens\s+│?\s*70 \(14\.0%\)", out)
+    assert "Step 2/5 done in 4.0s" in out and "ETA 12.0s" in out
+    # metrics from the stats: moving average over (0.3, 0.1, -0.14); update values copied
+    assert abs(m.reward_moving_avg - (0.3 + 0.1 - 0.14) / 3) < 1e-9
+    assert (m.loss, m.kl, m.grad_norm, m.num_micro_batches) == (0.25, 0.05, 2.5, 3)
+    assert (m.groups_kept, m.groups_filtered, m.learning_rate) == (1, 1, 1e-5)
+    assert m.tokens_per_second == 125.0
+    c2, buf2 = capture()
+    ConsoleLog(False, c2).backprop(UpdateStats(skipped=True, skip_reason="no kept group"))
+    assert buf2.getvalue().strip() == "Skipped the update: no kept group"
+
+
+def test_format_call_edge_cases():
+    err = Turn(index=0, tool_call=ToolCall("read_email", {"message_id": "x"}),
+               tool_result='{"error":"not in this inbox"}', events=["invalid_read"])
+    assert fmt.format_call(err) == "read_email(x) -> error [invalid read]"
+    s = Turn(index=0, tool_call=ToolCall("search_emails", {"keywords": "budget", "from_addr": "a@b.c",
+                                                           "max_results": 5}),
+             tool_result='[{"message_id":"m1"}]')
+    assert fmt.format_call(s) == 'search_emails("budget", from_addr=a@b.c, max_results=5) -> 1 hit'
+    u = Turn(index=0, tool_call=ToolCall("delete_all", {"now": True}), events=["format_error"])
+    assert fmt.format_call(u) == 'delete_all({"now": true}) [format error]'
+    long = Turn(index=0, tool_call=ToolCall("return_final_answer", {"answer": "x" * 200}))
+    assert len(fmt.format_call(long)) < 80 and fmt.format_call(long).endswith('…")')
+    assert fmt.verdict(make_traj("a", 0.0, judge_error="boom", correct=True)) == "judge error"

@@ -39,11 +39,15 @@ def test_triggers_keep_fts_in_sync(tmp_path):
                 progress=False)
     conn = sqlite3.connect(db)
     assert _fts_ids(conn, "banana") == [1, 2]
-    conn.execute("INSERT INTO emails VALUES (3, '<3>', '2001-01-03 00:00:00', 's', 'a@x.com', 'durian apple', NULL)")
+    conn.execute("INSERT INTO emails(id, message_id, date, subject, from_address, body) "
+                 "VALUES (3, '<3>', '2001-01-03 00:00:00', 's', 'a@x.com', 'durian apple')")
     assert _fts_ids(conn, "durian") == [3] and _fts_ids(conn, "apple") == [1, 3]
     conn.execute("UPDATE emails SET body = 'elderberry' WHERE id = 1")
     assert _fts_ids(conn, "apple") == [3] and _fts_ids(conn, "elderberry") == [1]
     conn.execute("INSERT INTO inbox_members VALUES ('b@x.com', 3)")
+    conn.execute("INSERT INTO inbox_members VALUES ('New@X.com', 3)")
+    conn.execute("INSERT INTO inbox_members VALUES ('new@x.com', 1)")
+    conn.execute("DELETE FROM inbox_members WHERE inbox = 'new@x.com' AND email_id = 1")
     conn.execute("DELETE FROM emails WHERE id = 2")
     assert _fts_ids(conn, "banana") == [] and _fts_ids(conn, "cherry") == []
     assert conn.execute("SELECT COUNT(*) FROM inbox_members WHERE email_id = 2").fetchone()[0] == 0
@@ -54,6 +58,9 @@ def test_triggers_keep_fts_in_sync(tmp_path):
     with EmailStore(db) as store:
         assert [h.message_id for h in store.search("b@x.com", ["elderberry"])] == ["<1>"]
         assert [h.message_id for h in store.search("b@x.com", ["apple"])] == ["<3>"]
+        assert [h.message_id for h in store.search("new@x.com", ["apple"])] == ["<3>"]
+        assert store.search("new@x.com", ["elderberry"]) == []
+        assert store.search("a@x.com", ["cherry"]) == []
 
 
 def test_duplicates_are_skipped_counted_and_owners_merged(tmp_path):

@@ -46,6 +46,22 @@ class TrainConfig:
                         "result) instead of model_name's weights.", "INIT_FROM")
     warm_start: bool = _f(False, "Run (or reuse, cached) the SFT warm start on reference-agent "
                           "demonstrations before GRPO.", "WARM_START")
+    # -- warm start (SFT on reference-agent demonstrations, inboxrl sft) ----------------------
+    sft_num_demos: int = _f(32, "Successful reference-agent demonstrations to train on (0 = all the "
+                            "episodes give).", "SFT_NUM_DEMOS")
+    sft_episodes_per_scenario: int = _f(2, "Reference-agent episodes tried per training scenario "
+                                        "(seeded, varied keywords and reads).", "SFT_EPISODES_PER_SCENARIO")
+    sft_epochs: int = _f(1, "Passes over the demonstrations.", "SFT_EPOCHS")
+    sft_batch_size: int = _f(4, "Demonstrations per SFT optimizer step.", "SFT_BATCH_SIZE")
+    sft_learning_rate: float = _f(1e-4, "SFT AdamW peak learning rate (linear warm-up, cosine decay).",
+                                  "SFT_LEARNING_RATE")
+    sft_use_lora: bool = _f(False, "SFT trains a LoRA adapter (merged into the saved model); false = "
+                            "full fine-tuning.", "SFT_USE_LORA")
+    sft_lora_r: int = _f(16, "LoRA rank of the SFT adapter (alpha = 2 r).", "SFT_LORA_R")
+    sft_eval: bool = _f(True, "Evaluate on the validation scenarios before and after SFT "
+                        "({output_dir}/sft/eval_logs).", "SFT_EVAL")
+    sft_cache_dir: str = _f("", "Where warm-start models are cached (default <inboxrl cache>/warm_start; "
+                            "INBOXRL_CACHE sets the cache root).", "SFT_CACHE_DIR")
     # -- data -----------------------------------------------------------------------------
     db_path: str = _f("", "SQLite email store (inboxrl build-db). Empty: the embedded synthetic inbox.",
                       "DB_PATH")
@@ -125,17 +141,19 @@ class TrainConfig:
     def validate(self) -> "TrainConfig":
         positive = ("per_device_train_batch_size", "num_generations", "max_turns", "max_tokens",
                     "max_context_tokens", "num_iterations", "token_budget", "gradient_accumulation_steps",
-                    "lora_r", "lora_alpha", "eval_dataset_size")
+                    "lora_r", "lora_alpha", "eval_dataset_size", "sft_episodes_per_scenario",
+                    "sft_epochs", "sft_batch_size", "sft_lora_r")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1 (got {getattr(self, name)!r})")
-        for name in ("max_steps", "train_dataset_size", "warmup_steps", "eval_steps", "save_steps",
+        for name in ("max_steps", "train_dataset_size", "sft_num_demos", "warmup_steps", "eval_steps", "save_steps",
                      "patience", "beta", "weight_decay", "process_weight", "min_group_std",
                      "epsilon_low", "epsilon_high", "eval_temperature", "keep_checkpoints"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0 (got {getattr(self, name)!r})")
-        if self.learning_rate <= 0 or self.max_grad_norm <= 0 or self.temperature <= 0:
-            bad = next(n for n in ("learning_rate", "max_grad_norm", "temperature") if getattr(self, n) <= 0)
+        if min(self.learning_rate, self.max_grad_norm, self.temperature, self.sft_learning_rate) <= 0:
+            bad = next(n for n in ("learning_rate", "max_grad_norm", "temperature", "sft_learning_rate")
+                       if getattr(self, n) <= 0)
             raise ConfigError(f"{bad} must be > 0 (got {getattr(self, bad)!r})")
         if not 0 < self.top_p <= 1:
             raise ConfigError(f"top_p must be in (0, 1] (got {self.top_p!r})")

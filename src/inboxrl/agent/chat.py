@@ -201,8 +201,8 @@ class ChatRenderer:
         """
         if not trajectory.messages:
             return "trajectory has no messages to render"
-        ends_with_tool = trajectory.messages[-1].get("role") == "tool"
-        full = self.render(trajectory.messages, add_generation_prompt=ends_with_tool)
+        awaiting_model = trajectory.messages[-1].get("role") != "assistant"
+        full = self.render(trajectory.messages, add_generation_prompt=awaiting_model)
         ids = trajectory.token_ids
         text = self.decode(ids)
         if full.startswith(text):

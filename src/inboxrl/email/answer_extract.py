@@ -39,15 +39,16 @@ _TYPE_CUES: list[tuple[str, re.Pattern[str]]] = [
 
 _MONTH = (r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|"
           r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)")
+_NUM = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"  # 48,200 | 48200 | 3.50 (no trailing comma)
 _PATTERNS: dict[str, list[re.Pattern[str]]] = {
     "time": [re.compile(r"\b\d{1,2}(?::\d{2})?\s?(?:[AaPp]\.?[Mm]\.?)(?![\w])"),
              re.compile(r"\b\d{1,2}:\d{2}\b")],
     "date": [re.compile(rf"\b{_MONTH}\.? \d{{1,2}}(?:st|nd|rd|th)?,? \d{{4}}\b"),
              re.compile(rf"\b\d{{1,2}} {_MONTH} \d{{4}}\b"),
              re.compile(r"\b\d{4}-\d{2}-\d{2}\b"), re.compile(r"\b\d{1,2}/\d{1,2}/\d{4}\b")],
-    "money": [re.compile(r"\$\s?\d[\d,]*(?:\.\d+)?(?:\s?(?:million|billion|thousand))?"
+    "money": [re.compile(rf"\$\s?{_NUM}(?:\s?(?:million|billion|thousand))?"
                          r"(?:/[A-Za-z]+|\s(?:per|a|an)\s[A-Za-z]+)?")],
-    "quantity": [re.compile(r"(?<![$\w.,-])\d[\d,]*(?:\.\d+)?\s[A-Za-z]+(?:/[A-Za-z]+|"
+    "quantity": [re.compile(rf"(?<![$\w.,-]){_NUM}\s[A-Za-z]+(?:/[A-Za-z]+|"
                             r"\sper\s[A-Za-z]+)?")],
     "code": [re.compile(r"\b[A-Z]{1,5}-\d[\dA-Z-]*\b"),
              re.compile(r"\b(?=[A-Z0-9]*[A-Z])(?=[A-Z0-9]*\d)[A-Z0-9]{4,12}\b"),
@@ -55,6 +56,8 @@ _PATTERNS: dict[str, list[re.Pattern[str]]] = {
     "name": [re.compile(r"\b[A-Z][a-z]+(?:\s[A-Z]\.)?\s[A-Z][a-z]+(?:-[A-Z][a-z]+)?\b")],
 }
 _PLACE_START = re.compile(r"\b(?:in|at)\s+")
+_ASKED_NOUN = re.compile(r"\b(?:[Ww]hich|[Ww]hat)\s+([a-z]+)")  # "Which hotel" -> hotel
+_LABELLED = re.compile(r"\b([A-Za-z]+):\s+([A-Z][^,.;:\n]{0,60})")
 _PLACE_STOP = re.compile(r"[,.;:!?()\n]|\s(?:in|at|on|for|by|with|from|to|and|as)\s")
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(])|\n+")
 _WORD = re.compile(r"[A-Za-z0-9]+")
@@ -84,18 +87,48 @@ def answer_type(question: str) -> str:
 
 
 def stem(word: str) -> str:
-    """A crude stem: lower case, a plural ``s`` removed from longer words."""
+    """A crude, consistent stem: lower case, one of the endings -ing, -ed, -es, -s removed
+    when four letters remain, then a final -e (``departing``/``depart``, ``scheduled``/
+    ``schedule``, ``invoices``/``invoice`` share a stem)."""
     w = word.lower()
-    return w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w
+    for suffix in ("ing", "ed", "es", "s"):
+        if w.endswith(suffix) and len(w) - len(suffix) >= 4 and not w.endswith("ss"):
+            w = w[:-len(suffix)]
+            break
+    return w[:-1] if len(w) > 4 and w.endswith("e") else w
 
 
 def content_terms(text: str) -> list[str]:
-    """The text's words minus stop words, in order, de-duplicated, original case kept."""
+    """The text's words minus stop words, in order, de-duplicated by stem, case kept."""
     seen: dict[str, str] = {}
     for w in _WORD.findall(text):
         if _is_term(w) and stem(w) not in seen:
             seen[stem(w)] = w
     return list(seen.values())
+
+
+def key_terms(text: str) -> list[str]:
+    """Like :func:`content_terms`, but a number of one or two digits is joined to the word
+    before it (``Phase 1``, ``Room 4``): alone it would match any stray digit."""
+    words = _WORD.findall(text)
+    out: list[str] = []
+    for i, w in enumerate(words):
+        if not _is_term(w):
+            continue
+        if w.isdigit() and len(w) <= 2 and out and i > 0 and out[-1] == words[i - 1]:
+            out[-1] = f"{words[i - 1]} {w}"
+        elif all(stem(w) != stem(o) for o in out):
+            out.append(w)
+    return out
+
+
+def contains_term(text: str, term: str) -> bool:
+    """Whether ``text`` holds ``term``: a phrase as consecutive words (case-insensitive), a
+    single word by stem."""
+    if " " in term:
+        pattern = r"\b" + r"\W+".join(re.escape(p) for p in term.lower().split()) + r"\b"
+        return re.search(pattern, text.lower()) is not None
+    return stem(term) in term_set(text)
 
 
 def _is_term(word: str) -> bool:
@@ -107,8 +140,11 @@ def term_set(text: str) -> set[str]:
     return {stem(w) for w in _WORD.findall(text) if _is_term(w)}
 
 
-def _place_candidates(sentence: str) -> list[tuple[int, str]]:
-    out = []
+def _place_candidates(sentence: str, labels: set[str] = frozenset()) -> list[tuple[int, str]]:
+    """Phrases after "in"/"at" (capitalised, or starting with "the"), and the value of a
+    ``Label: value`` pair whose label is one of ``labels`` (stems; "Hotel: Omni Hotel")."""
+    out = [(m.start(2), m.group(2).strip()) for m in _LABELLED.finditer(sentence)
+           if stem(m.group(1)) in labels]
     for m in _PLACE_START.finditer(sentence):
         rest = sentence[m.end():]
         stop = _PLACE_STOP.search(rest)
@@ -122,10 +158,11 @@ def _place_candidates(sentence: str) -> list[tuple[int, str]]:
     return out
 
 
-def candidates(qtype: str, sentence: str) -> list[tuple[int, str]]:
-    """(position, value) of every value of type ``qtype`` in ``sentence``."""
+def candidates(qtype: str, sentence: str, labels: set[str] = frozenset()) -> list[tuple[int, str]]:
+    """(position, value) of every value of type ``qtype`` in ``sentence``; ``labels`` are
+    the stems of the nouns the question asks for (a place may be stated as ``Hotel: ...``)."""
     if qtype == "place":
-        return _place_candidates(sentence)
+        return _place_candidates(sentence, labels)
     found: list[tuple[int, str]] = []
     taken: list[tuple[int, int]] = []
     for pattern in _PATTERNS.get(qtype, []):
@@ -151,10 +188,11 @@ def extract_answer(question: str, text: str) -> Extraction | None:
     if qtype == "text":
         return None
     q_terms = term_set(question)
+    labels = {stem(m.group(1)) for m in _ASKED_NOUN.finditer(question)}
     best: tuple[tuple[int, int, int], str, int] | None = None
     for si, sent in enumerate(sentences(text)):
         words = [(m.start(), stem(m.group(0))) for m in _WORD.finditer(sent)]
-        for pos, value in candidates(qtype, sent):
+        for pos, value in candidates(qtype, sent, labels):
             if term_set(value) and term_set(value) <= q_terms:
                 continue  # the question's own words are not its answer
             end = pos + len(value)  # the value's own words do not count as context

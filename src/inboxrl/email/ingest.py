@@ -140,7 +140,21 @@ def _raw_header(msg: EmailMessage, name: str) -> str:
     return ""
 
 
+def _has_raw_bytes(text: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
+
+
 def _header(msg: EmailMessage, name: str) -> str:
+    """A header as one line of text; undeclared 8-bit bytes decoded like the body (charset,
+    UTF-8, Latin-1) rather than turned into replacement characters."""
+    raw = next((str(v) for k, v in msg.raw_items() if k.lower() == name), None)
+    if raw is not None and _has_raw_bytes(raw):
+        try:
+            charset = msg.get_content_charset()
+        except Exception:
+            charset = None
+        text, _ = decode_bytes(raw.encode("utf-8", "surrogateescape"), charset)
+        return " ".join(text.split())
     try:
         value = msg.get(name)
         return "" if value is None else " ".join(str(value).split())

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from inboxrl.agent.trajectory import ToolCall
-from inboxrl.email.answer_extract import content_terms, extract_answer, match_score, term_set
+from inboxrl.email.answer_extract import contains_term, extract_answer, key_terms, match_score
 from inboxrl.email.env import EmailTaskEnv
 from inboxrl.email.judge import Judge
 from inboxrl.email.rubric import Rubric, outcome_reward
@@ -33,7 +33,9 @@ from inboxrl.email.types import Scenario
 IDK = "I don't know"
 # question words that name the kind of value asked for; rarely in the email itself
 _ASK_WORDS = frozenset("""amount number code date time price volume budget cost center target
-approved agreed issued used booked start held scheduled due finish go live fixed""".split())
+approved agreed issued used booked start held scheduled due finish go live fixed hotel
+which""".split())
+_FORWARD = re.compile(r"^\s*(fw|fwd)\s*:", re.IGNORECASE)
 _TAG = re.compile(r"</?b>|…")
 
 History = list[tuple[ToolCall, str]]
@@ -49,6 +51,16 @@ class ReferenceEpisode:
     reward: float
     events: list[list[str]] = field(default_factory=list)
     finish_reason: str = ""
+
+
+def _strong(term: str) -> bool:
+    """A name, label or number: capitalised or holding a digit."""
+    return term[:1].isupper() or any(c.isdigit() for c in term)
+
+
+def _hit_text(hit: dict) -> str:
+    """A search hit's subject and snippet, highlight tags removed."""
+    return f"{hit['subject']}. {_TAG.sub(' ', hit['snippet'])}"
 
 
 def _json(text: str) -> Any:
@@ -98,7 +110,7 @@ class ReferenceAgent:
 
     def __init__(self, rng: random.Random, mode: str = "read", p_broad: float = 0.3,
                  p_full: float = 0.25, p_distractor_first: float = 0.2,
-                 p_max_results: float = 0.2, max_searches: int = 5, max_reads: int = 4):
+                 p_max_results: float = 0.2, max_searches: int = 5, max_reads: int = 5):
         if mode not in ("read", "snippet"):
             raise ValueError(f"mode must be 'read' or 'snippet', got {mode!r}")
         self.rng, self.mode = rng, mode
@@ -109,35 +121,41 @@ class ReferenceAgent:
     # -- keyword choice ---------------------------------------------------------------------
     @staticmethod
     def specific_terms(question: str) -> list[str]:
-        """Names, labels and numbers of the question, then its other descriptive words."""
-        terms = [t for t in content_terms(question) if t.lower() not in _ASK_WORDS]
-        strong = [t for t in terms if t[:1].isupper() or any(c.isdigit() for c in t)]
+        """Names, labels and numbers of the question (short numbers joined to the word before
+        them: ``Phase 1``), then its other descriptive words; words that only name the kind
+        of value asked for (amount, date, code...) are left out."""
+        terms = [t for t in key_terms(question) if t.split()[0].lower() not in _ASK_WORDS]
+        strong = [t for t in terms if _strong(t)]
         return strong + [t for t in terms if t not in strong]
 
     def first_keywords(self, question: str) -> list[str]:
         """One sampled choice of first-search keywords (see the class docstring)."""
-        terms = self.specific_terms(question) or content_terms(question) or question.split()[:3]
+        terms = self.specific_terms(question) or key_terms(question) or question.split()[:3]
         x = self.rng.random()
         if x < self.p_full:
-            return content_terms(question) or terms
+            return key_terms(question) or terms
         if x < self.p_full + self.p_broad:
-            return self.rng.sample(terms[:4], min(len(terms), self.rng.choice((2, 3))))
-        strong = [t for t in terms if t[:1].isupper() or any(c.isdigit() for c in t)]
-        return strong or terms[:3]
+            pool = terms[:4]
+            return self.rng.sample(pool, min(len(pool), self.rng.choice((2, 3))))
+        return [t for t in terms if _strong(t)] or terms[:3]
 
-    def broaden(self, st: _State, question: str) -> list[str] | None:
-        """Keywords for the next search after one with no results: the last keywords minus the
-        least specific term; then single terms. None when every choice was tried."""
-        last = st.searches[-1][0]
-        rank = {t.lower(): i for i, t in enumerate(self.specific_terms(question))}
-        order = sorted(last, key=lambda t: rank.get(t.lower(), -1))  # unknown words go first
-        for drop in order:
-            kw = [t for t in last if t != drop]
-            if kw and not st.searched(kw):
+    def keyword_ladder(self, question: str) -> list[list[str]]:
+        """Keyword lists from narrow to broad, tried in order after a search with no results
+        or reads without an answer: all specific terms, the strong ones, then the strong
+        ones with the last dropped one at a time, then single terms."""
+        terms = self.specific_terms(question)
+        strong = [t for t in terms if _strong(t)]
+        ladder = [terms, strong] + [strong[:k] for k in range(len(strong) - 1, 0, -1)]
+        return [kw for kw in ladder if kw] + [[t] for t in terms]
+
+    def next_keywords(self, st: _State, question: str) -> list[str] | None:
+        """The first ladder rung not searched yet and not a superset of a search that found
+        nothing (it would find nothing too); None when none is left."""
+        empty = [{k.lower() for k in kw} for kw, hits in st.searches if not hits]
+        for kw in self.keyword_ladder(question):
+            low = {k.lower() for k in kw}
+            if not st.searched(kw) and not any(e <= low for e in empty):
                 return kw
-        for t in self.specific_terms(question):
-            if not st.searched([t]):
-                return [t]
         return None
 
     def _search(self, keywords: list[str]) -> ToolCall:
@@ -160,13 +178,13 @@ class ReferenceAgent:
         if accepted is not None or turns_left == 1:
             return self._answer(q, st, accepted)
         unread = self._ranked_unread(q, st)
-        if unread and len(st.reads) < self.max_reads:
+        if unread and (len(st.reads) < self.max_reads or self._covers_all(q, st, unread[0])):
             pick = unread[0]
             if not st.reads and len(unread) > 1 and self.rng.random() < self.p_distractor_first:
                 pick = unread[1]
             return ToolCall(READ, {"message_id": pick})
         if len(st.searches) < self.max_searches:
-            kw = self.broaden(st, q) if not st.searches[-1][1] else self._refine(q, st)
+            kw = self.next_keywords(st, q)
             if kw is not None:
                 return self._search(kw)
         return self._answer(q, st, None)
@@ -176,43 +194,59 @@ class ReferenceAgent:
             return self._search(self.first_keywords(scenario.question))
         hits = _json(history[-1][1])
         if isinstance(hits, list) and hits:
-            text = f"{hits[0]['subject']}. {_TAG.sub(' ', hits[0]['snippet'])}"
+            text = _hit_text(hits[0])
             found = extract_answer(scenario.question, text)
             if found is not None:
                 return ToolCall(ANSWER, {"answer": found.value, "sources": [hits[0]["message_id"]]})
         return ToolCall(ANSWER, {"answer": IDK, "sources": []})
 
-    def _refine(self, q: str, st: _State) -> list[str] | None:
-        """After reading without success: all specific terms, if not searched yet."""
-        kw = self.specific_terms(q)
-        return kw if kw and not st.searched(kw) else None
+    def required_terms(self, q: str, st: _State) -> list[str]:
+        """Terms an email must hold to answer ``q``: the strong ones (names, labels, numbers)
+        and the question's words that appear in some hit subjects but not in others (what
+        tells a family's members apart: the meeting kind, the item, the service)."""
+        terms = self.specific_terms(q)
+        subjects = [h["subject"] for h in st.hits.values()]
+        telling = [t for t in key_terms(q) if not _strong(t)
+                   and any(contains_term(s, t) for s in subjects)
+                   and not all(contains_term(s, t) for s in subjects)]
+        return [t for t in terms if _strong(t)] + telling
 
     def _ranked_unread(self, q: str, st: _State) -> list[str]:
-        scored = [(match_score(q, f"{h['subject']} {_TAG.sub(' ', h['snippet'])}"), -i, mid)
-                  for i, (mid, h) in enumerate(st.hits.items()) if mid not in st.reads]
-        return [mid for _, _, mid in sorted(scored, reverse=True)]
+        """Unread hits, best first: most required terms in subject and snippet, then overall
+        match; forwards after originals; then the order the searches returned them."""
+        need = self.required_terms(q, st)
+        scored = []
+        for i, (mid, h) in enumerate(st.hits.items()):
+            if mid in st.reads:
+                continue
+            text = _hit_text(h)
+            covered = sum(contains_term(text, t) for t in need)
+            scored.append((covered, match_score(q, text), not _FORWARD.match(h["subject"]), -i, mid))
+        return [row[-1] for row in sorted(scored, reverse=True)]
 
-    def _discriminative(self, q: str, st: _State) -> set[str]:
-        """Question terms found in some hit subjects and missing from others: the words that
-        tell a family's members apart (the quarter, the meeting kind, the site...)."""
-        subjects = [term_set(h["subject"]) for h in st.hits.values()]
-        return {t for t in term_set(q)
-                if any(t in s for s in subjects) and not all(t in s for s in subjects)}
+    def _covers_all(self, q: str, st: _State, mid: str) -> bool:
+        """Whether a hit's subject and snippet hold every required term (such a hit is read
+        even when the read budget is spent)."""
+        text = _hit_text(st.hits[mid])
+        return all(contains_term(text, t) for t in self.required_terms(q, st))
 
     def _accepted(self, q: str, st: _State) -> tuple[str, str] | None:
-        """(message_id, value) of the best read email that holds every discriminative term
-        and a value of the asked type in its body."""
-        need = self._discriminative(q, st)
+        """(message_id, value) of a read email that holds every required term and a value of
+        the asked type in its body (an original preferred to a forward)."""
+        need = self.required_terms(q, st)
         best = None
         for mid, email in st.reads.items():
-            if email is None or not need <= term_set(f"{email['subject']} {email['body']}"):
+            if email is None:
+                continue
+            text = f"{email['subject']} {email['body']}"
+            if not all(contains_term(text, t) for t in need):
                 continue
             found = extract_answer(q, email["body"])
             if found is None:
                 continue
-            score = match_score(q, f"{email['subject']} {email['body']}")
-            if best is None or score > best[0]:
-                best = (score, mid, found.value)
+            key = (not _FORWARD.match(email["subject"]), match_score(q, text))
+            if best is None or key > best[0]:
+                best = (key, mid, found.value)
         return None if best is None else (best[1], best[2])
 
     def _answer(self, q: str, st: _State, accepted: tuple[str, str] | None) -> ToolCall:

@@ -4,12 +4,16 @@ Schema (``SCHEMA_VERSION`` 1):
 
 * ``emails(id, message_id UNIQUE, date, subject, from_address, body, file_name)``; ``date`` is
   UTC ``YYYY-MM-DD HH:MM:SS``; addresses are stored lower-cased and compared case-insensitively.
-* ``emails_fts``: FTS5 over ``subject, body``, an external-content table on ``emails`` (porter
-  stemming, unicode61 with diacritics folded), kept in sync by the ``emails_fts_a{i,u,d}`` triggers.
+* ``emails_fts``: FTS5 over ``subject, body, inboxes``, an external-content table on ``emails``
+  (porter stemming, unicode61 with diacritics folded), kept in sync by the ``emails_fts_a{i,u,d}``
+  triggers. ``emails.inboxes`` holds one token ``m<key>`` per inbox of the message (keys in
+  ``inbox_keys``), maintained by the ``inbox_members_a{i,d}`` triggers: a search intersects the
+  keywords with the inbox token inside FTS5, so a common word in a large store stays fast.
 * ``recipients(email_id, address, kind)`` with ``kind`` in to / cc / bcc; ``email_id`` is
   ``emails.id`` (the integer key, not the message-id string).
 * ``inbox_members(inbox, email_id)``: a message belongs to an inbox when that address sent it,
-  received it (to / cc / bcc) or when it was ingested for that owner.
+  received it (to / cc / bcc) or when it was ingested for that owner. This table is the
+  authority: every search and read joins it.
 * ``store_meta(key, value)``: ``format = inboxrl-email-store`` marks the file as ours.
 
 Date filters: ``sent_after`` is inclusive (the message was sent on that day or later),
@@ -47,7 +51,8 @@ CREATE TABLE emails(
     subject TEXT NOT NULL,
     from_address TEXT NOT NULL COLLATE NOCASE,
     body TEXT NOT NULL,
-    file_name TEXT
+    file_name TEXT,
+    inboxes TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE recipients(
     email_id INTEGER NOT NULL REFERENCES emails(id),
@@ -59,8 +64,12 @@ CREATE TABLE inbox_members(
     email_id INTEGER NOT NULL REFERENCES emails(id),
     PRIMARY KEY (inbox, email_id)
 ) WITHOUT ROWID;
+CREATE TABLE inbox_keys(
+    key INTEGER PRIMARY KEY,
+    address TEXT NOT NULL UNIQUE COLLATE NOCASE
+);
 CREATE VIRTUAL TABLE emails_fts USING fts5(
-    subject, body, content='emails', content_rowid='id',
+    subject, body, inboxes, content='emails', content_rowid='id',
     tokenize='porter unicode61 remove_diacritics 2'
 );
 """
@@ -77,18 +86,29 @@ CREATE INDEX idx_inbox_members_email ON inbox_members(email_id);
 
 _TRIGGERS = """
 CREATE TRIGGER emails_fts_ai AFTER INSERT ON emails BEGIN
-    INSERT INTO emails_fts(rowid, subject, body) VALUES (new.id, new.subject, new.body);
+    INSERT INTO emails_fts(rowid, subject, body, inboxes)
+        VALUES (new.id, new.subject, new.body, new.inboxes);
 END;
 CREATE TRIGGER emails_fts_ad AFTER DELETE ON emails BEGIN
-    INSERT INTO emails_fts(emails_fts, rowid, subject, body)
-        VALUES ('delete', old.id, old.subject, old.body);
+    INSERT INTO emails_fts(emails_fts, rowid, subject, body, inboxes)
+        VALUES ('delete', old.id, old.subject, old.body, old.inboxes);
     DELETE FROM recipients WHERE email_id = old.id;
     DELETE FROM inbox_members WHERE email_id = old.id;
 END;
 CREATE TRIGGER emails_fts_au AFTER UPDATE ON emails BEGIN
-    INSERT INTO emails_fts(emails_fts, rowid, subject, body)
-        VALUES ('delete', old.id, old.subject, old.body);
-    INSERT INTO emails_fts(rowid, subject, body) VALUES (new.id, new.subject, new.body);
+    INSERT INTO emails_fts(emails_fts, rowid, subject, body, inboxes)
+        VALUES ('delete', old.id, old.subject, old.body, old.inboxes);
+    INSERT INTO emails_fts(rowid, subject, body, inboxes)
+        VALUES (new.id, new.subject, new.body, new.inboxes);
+END;
+CREATE TRIGGER inbox_members_ai AFTER INSERT ON inbox_members BEGIN
+    INSERT OR IGNORE INTO inbox_keys(address) VALUES (new.inbox);
+    UPDATE emails SET inboxes = ltrim(inboxes || ' m' ||
+        (SELECT key FROM inbox_keys WHERE address = new.inbox)) WHERE id = new.email_id;
+END;
+CREATE TRIGGER inbox_members_ad AFTER DELETE ON inbox_members BEGIN
+    UPDATE emails SET inboxes = trim(replace(' ' || inboxes || ' ', ' m' ||
+        (SELECT key FROM inbox_keys WHERE address = old.inbox) || ' ', ' ')) WHERE id = old.email_id;
 END;
 """
 
@@ -186,6 +206,9 @@ class EmailStore:
         if limit <= 0:
             return []
         match = fts_query(keywords)
+        inbox_token = self._inbox_token(inbox) if match is not None else None
+        if match is not None and inbox_token is None:
+            return []
         where, params = ["m.inbox = ?"], [_addr(inbox)]
         if from_addr:
             where.append("e.from_address = ?")
@@ -211,8 +234,9 @@ class EmailStore:
                "JOIN emails e ON e.id = f.rowid "
                f"WHERE emails_fts MATCH ? AND {' AND '.join(where)} "
                "ORDER BY e.date DESC, e.id DESC LIMIT ?")
+        scoped = f"inboxes : {inbox_token} AND {{subject body}} : ({match})"
         with self._lock:
-            rows = self._conn.execute(sql, [match, *params, limit]).fetchall()
+            rows = self._conn.execute(sql, [scoped, *params, limit]).fetchall()
             hits = []
             for r in rows:
                 snip = self._conn.execute(
@@ -222,12 +246,17 @@ class EmailStore:
                 hits.append(SearchHit(r[1], r[2], r[3], r[4], text))
         return hits
 
+    def _inbox_token(self, inbox: str) -> str | None:
+        rows = self._all("SELECT key FROM inbox_keys WHERE address = ?", (_addr(inbox),))
+        return f"m{rows[0][0]}" if rows else None
+
     def _find(self, inbox: str | None, message_id: Any) -> tuple | None:
+        cols = "e.id, e.message_id, e.date, e.subject, e.from_address, e.body, e.file_name"
         for mid in _id_variants(message_id):
             if inbox is None:
-                sql, params = "SELECT e.* FROM emails e WHERE e.message_id = ?", (mid,)
+                sql, params = f"SELECT {cols} FROM emails e WHERE e.message_id = ?", (mid,)
             else:
-                sql = ("SELECT e.* FROM emails e JOIN inbox_members m ON m.email_id = e.id "
+                sql = (f"SELECT {cols} FROM emails e JOIN inbox_members m ON m.email_id = e.id "
                        "AND m.inbox = ? WHERE e.message_id = ?")
                 params = (_addr(inbox), mid)
             rows = self._all(sql, params)
@@ -300,6 +329,8 @@ class _Builder:
         self.by_id: dict[int, int] = {}
         self.by_content: dict[int, int] = {}
         self.next_id = 1
+        self.inbox_keys: dict[str, int] = {}
+        self.late_members: list[tuple[str, int]] = []
         self.emails: list[tuple] = []
         self.recipients: list[tuple] = []
         self.members: list[tuple] = []
@@ -335,6 +366,7 @@ class _Builder:
         if existing is not None:
             rep.duplicates += 1
             self.members.extend((o, existing) for o in owners)
+            self.late_members.extend((self._token(o), existing) for o in owners)
             return
         if len(body) > opt.max_body_chars:
             body = body[:opt.max_body_chars]
@@ -343,19 +375,27 @@ class _Builder:
         self.next_id += 1
         self.by_id[_key(mid)] = eid
         self.by_content[content] = eid
-        self.emails.append((eid, mid, date, subject, sender, body, email.file_name))
         addresses = {sender, *owners}
         for kind, addrs in kinds.items():
             self.recipients.extend((eid, a, kind) for a in addrs)
             addresses.update(addrs)
-        self.members.extend((a, eid) for a in addresses if a)
+        addresses.discard("")
+        self.members.extend((a, eid) for a in addresses)
+        tokens = " ".join(sorted(self._token(a) for a in addresses))
+        self.emails.append((eid, mid, date, subject, sender, body, email.file_name, tokens))
         rep.stored += 1
         if len(self.emails) >= opt.batch_size:
             self.flush()
 
+    def _token(self, address: str) -> str:
+        key = self.inbox_keys.get(address)
+        if key is None:
+            key = self.inbox_keys[address] = len(self.inbox_keys) + 1
+        return f"m{key}"
+
     def flush(self) -> None:
         c = self.conn
-        c.executemany("INSERT INTO emails VALUES (?, ?, ?, ?, ?, ?, ?)", self.emails)
+        c.executemany("INSERT INTO emails VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self.emails)
         c.executemany("INSERT INTO recipients VALUES (?, ?, ?)", self.recipients)
         c.executemany("INSERT OR IGNORE INTO inbox_members VALUES (?, ?)", self.members)
         self.report.recipients += len(self.recipients)
@@ -365,6 +405,9 @@ class _Builder:
         """Indexes, the FTS index in one pass, the sync triggers and the format marker."""
         self.flush()
         c = self.conn
+        c.executemany("INSERT INTO inbox_keys VALUES (?, ?)", ((k, a) for a, k in self.inbox_keys.items()))
+        c.executemany("UPDATE emails SET inboxes = inboxes || ' ' || ?1 WHERE id = ?2 "
+                      "AND instr(' ' || inboxes || ' ', ' ' || ?1 || ' ') = 0", self.late_members)
         _run_script(c, _INDEXES)
         c.execute("INSERT INTO emails_fts(emails_fts) VALUES ('rebuild')")
         c.execute("INSERT INTO emails_fts(emails_fts) VALUES ('optimize')")

@@ -157,8 +157,8 @@ def generate(seed: int, num_emails: int, num_inboxes: int | None = None,
              materialize: bool | None = None) -> SyntheticCorpus:
     """Generate a corpus of exactly ``num_emails`` emails over ``num_inboxes`` inboxes.
 
-    ``num_inboxes`` defaults to ``default_num_inboxes(num_emails)`` (4 for 200 emails, 15
-    for 2,000, 150 from about 170,000). About ``test_fraction`` of the inboxes (at least one,
+    ``num_inboxes`` defaults to ``default_num_inboxes(num_emails)`` (5 for 200 emails, 16
+    for 2,000, 150 from about 190,000). About ``test_fraction`` of the inboxes (at least one,
     never all) are test inboxes; their scenarios have ``split='test'``, the others 'train'.
     ``materialize`` (default: ``num_emails <= 50,000``) keeps records in a list; otherwise
     ``records`` is a ``RecordStream`` regenerated on each pass. Raises ``ValueError`` for

@@ -76,6 +76,9 @@ def make_data(out_dir: str | Path, seed: int = 0, num_emails: int = 2000,
                     test_inboxes=corpus.test_inboxes,
                     build=report.to_dict() if report is not None else None)
     atomic_write_json(out / "manifest.json", manifest)
+    for path in (emails_path, scen_path, db_path, out / "manifest.json"):
+        if path is not None:  # temporary files are created owner-only; these are shareable
+            path.chmod(0o644)
     return result
 
 
@@ -146,9 +149,7 @@ def ensure_default_dataset(cache_dir: str | Path | None = None, seed: int = DEFA
         result = make_data(tmp, seed=seed, num_emails=num_emails,
                            test_fraction=DEFAULT_TEST_FRACTION)
         _check(tmp, result)
-        for f in tmp.iterdir():  # mkstemp / mkdtemp create owner-only files
-            f.chmod(0o644)
-        tmp.chmod(0o755)
+        tmp.chmod(0o755)  # mkdtemp creates an owner-only directory
         if final.exists():  # a broken or outdated copy: move it aside, then drop it
             stale = final.with_name(f".{final.name}.stale-{os.getpid()}")
             os.rename(final, stale)

@@ -6,8 +6,10 @@ a question names the family's key *and* the member's specific ("the Q3 2001 stor
 invoice from Kestrel Power"), so only reading the right member answers it, while a keyword
 search also returns the other members (the distractors), usually newer ones.
 
-Each ``make_*`` function draws one family for a ``Mailbox`` and returns ``None`` when the
-family's key is already used in that inbox or its values are not pairwise distinct.
+Each ``make_*(mb, k)`` function draws one family of at most ``k`` members for a ``Mailbox``;
+the caller (``synth.generate_inbox``) rejects a family whose key is already used in that inbox
+(so the question's specifics identify one email) or whose values overlap
+(``values_distinct``), and draws again.
 """
 from __future__ import annotations
 
@@ -90,11 +92,16 @@ def _ordered_days(mb: Mailbox, k: int, lo: int, hi: int, gap: int) -> list[int]:
     return [d for d in days if d < hi]
 
 
+def _text(mb: Mailbox, family: str, /, **fields) -> str:
+    """One phrasing of ``family`` (``synth_vocab.FACT_TEXT``) with the values filled in."""
+    return pick(mb.rng, V.FACT_TEXT[family]).format(**fields)
+
+
 def _contact(mb: Mailbox, partner) -> Person:
     return pick(mb.rng, partner.contacts)
 
 
-def make_invoice(mb: Mailbox, k: int) -> Family | None:
+def make_invoice(mb: Mailbox, k: int) -> Family:
     r = mb.rng
     partner, service = pick(r, mb.partners), pick(r, V.SERVICES)
     quarters = sorted(r.sample(range(7), k))  # Q1 2000 .. Q3 2001
@@ -105,12 +112,10 @@ def make_invoice(mb: Mailbox, k: int) -> Family | None:
         day = day_of(end) + r.randint(3, 25)
         label, months = f"Q{qn} {year}", f"{MONTHS[3 * qn - 3]} through {MONTHS[3 * qn - 1]}"
         amount, inv, due = money(mb, 8_000, 950_000, 10), code(mb, "INV"), long_date(day + 30)
-        m = Member(day, f"{partner.name} invoice {inv} - {service}, {label}", [
-            f"Attached is invoice {inv} for {service} provided to {mb.world.company} "
-            f"for {months} ({label}).",
-            f"The amount due is {amount}, payable by {due} (net 30).",
-            "Please let me know if your accounting group needs anything else."],
-            _contact(mb, partner), [mb.owner])
+        text = _text(mb, "invoice", inv=inv, service=service, company=mb.world.company,
+                     months=months, label=label, amount=amount, due=due)
+        m = Member(day, f"{partner.name} invoice {inv} - {service}, {label}", [text],
+                   _contact(mb, partner), [mb.owner])
         m.questions = {
             "amount": f"What was the amount due on the {label} {service} invoice from {partner.name}?",
             "number": f"What is the invoice number of {partner.name}'s {service} invoice for {label}?",
@@ -121,7 +126,7 @@ def make_invoice(mb: Mailbox, k: int) -> Family | None:
     return Family("invoice", (partner.name, service), [partner.short, "invoice"], members)
 
 
-def make_meeting(mb: Mailbox, k: int) -> Family | None:
+def make_meeting(mb: Mailbox, k: int) -> Family:
     r = mb.rng
     project = pick(r, mb.world.projects)
     kinds = r.sample(V.MEETING_TYPES, k)
@@ -133,11 +138,10 @@ def make_meeting(mb: Mailbox, k: int) -> Family | None:
         date, time = long_date(when), clock(mb)
         weekday = WEEKDAYS[day_date(when).weekday()]
         place = pick(r, V.CITIES) if r.random() < 0.6 else pick(r, V.ROOMS)
-        m = Member(day, f"Project {project} {kind} meeting", [
-            f"The {kind} meeting for Project {project} is scheduled for {weekday}, {date} "
-            f"at {time} in {place}.",
-            "Please send me any agenda items beforehand and confirm attendance."],
-            organizer, [mb.owner], [pick(r, mb.colleagues)])
+        text = _text(mb, "meeting", kind=kind, project=project, weekday=weekday, date=date,
+                     time=time, place=place)
+        m = Member(day, f"Project {project} {kind} meeting", [text], organizer, [mb.owner],
+                   [pick(r, mb.colleagues)])
         m.questions = {
             "date": f"On what date is the Project {project} {kind} meeting?",
             "place": f"Where will the {kind} meeting for Project {project} be held?",
@@ -148,7 +152,7 @@ def make_meeting(mb: Mailbox, k: int) -> Family | None:
     return Family("meeting", (project,), [project.split()[1], "meeting"], members)
 
 
-def make_deal(mb: Mailbox, k: int) -> Family | None:
+def make_deal(mb: Mailbox, k: int) -> Family:
     r = mb.rng
     partner = pick(r, mb.partners)
     commodity, unit, (plo, phi), (vlo, vhi), per = pick(r, V.COMMODITIES)
@@ -161,12 +165,10 @@ def make_deal(mb: Mailbox, k: int) -> Family | None:
         price = f"${r.uniform(plo, phi):.2f}/{unit}"
         volume = f"{r.randrange(vlo, vhi, 5 if vhi < 1000 else 500):,} {unit}{per}"
         number = code(mb, "DL")
-        m = Member(day, f"Confirmation: {commodity} {label} - {partner.name}", [
-            f"This confirms the {commodity} transaction with {partner.name} for {label} "
-            f"delivery at the {site}.",
-            f"Volume is {volume} at a fixed price of {price}. Deal number {number}.",
-            "Please review and let us know of any discrepancies within two business days."],
-            mb.owner if r.random() < 0.5 else pick(r, mb.colleagues), [_contact(mb, partner)])
+        text = _text(mb, "deal", commodity=commodity, partner=partner.name, label=label,
+                     site=site, volume=volume, price=price, number=number)
+        m = Member(day, f"Confirmation: {commodity} {label} - {partner.name}", [text],
+                   mb.owner if r.random() < 0.5 else pick(r, mb.colleagues), [_contact(mb, partner)])
         if m.sender is not mb.owner:
             m.cc = [mb.owner]
         m.questions = {
@@ -179,7 +181,7 @@ def make_deal(mb: Mailbox, k: int) -> Family | None:
                   members)
 
 
-def make_po(mb: Mailbox, k: int) -> Family | None:
+def make_po(mb: Mailbox, k: int) -> Family:
     r = mb.rng
     vendor, item = pick(r, mb.partners), pick(r, V.EQUIPMENT)
     sites = r.sample(V.SITES, k)
@@ -188,10 +190,10 @@ def make_po(mb: Mailbox, k: int) -> Family | None:
     for site, day in zip(sites, _ordered_days(mb, k, 0, 680, 10)):
         po, amount = code(mb, "PO"), money(mb, 20_000, 2_500_000, 500)
         finish = long_date(day + r.randint(30, 120))
-        m = Member(day, f"PO {po} - {item}, {site}", [
-            f"Purchase order {po} has been issued to {vendor.name} for the {item} at the {site}.",
-            f"The not-to-exceed amount is {amount} and the work must be finished by {finish}.",
-            "Invoices should reference the PO number."], buyer, [mb.owner, _contact(mb, vendor)])
+        text = _text(mb, "po", po=po, vendor=vendor.name, item=item, site=site, amount=amount,
+                     finish=finish)
+        m = Member(day, f"PO {po} - {item}, {site}", [text], buyer,
+                   [mb.owner, _contact(mb, vendor)])
         m.questions = {
             "po": f"What PO number was issued to {vendor.name} for the {item} at the {site}?",
             "amount": f"What is the not-to-exceed amount of the {vendor.name} {item} PO for the {site}?",
@@ -202,7 +204,7 @@ def make_po(mb: Mailbox, k: int) -> Family | None:
     return Family("po", (vendor.name, item), [vendor.short, item.split()[0]], members)
 
 
-def make_travel(mb: Mailbox, k: int) -> Family | None:
+def make_travel(mb: Mailbox, k: int) -> Family:
     r = mb.rng
     traveler = mb.owner if r.random() < 0.5 else pick(r, mb.colleagues)
     city = pick(r, V.CITIES)
@@ -214,11 +216,10 @@ def make_travel(mb: Mailbox, k: int) -> Family | None:
         day = depart - r.randint(6, 28)
         label, code6 = f"{MONTHS[month - 1]} {year}", conf_code(mb)
         flight = f"{pick(r, V.AIRLINES)} flight {r.randint(100, 2999)}"
-        m = Member(day, f"Itinerary: {traveler.name} - {city}, {label}", [
-            f"Your trip to {city} is booked. Confirmation code {code6}.",
-            f"Departing {long_date(depart)} on {flight}; {r.randint(2, 5)} nights at the {hotel}.",
-            "Changes within 24 hours of departure incur a fee."],
-            mb.world.travel_desk, [traveler] + ([mb.owner] if traveler is not mb.owner else []))
+        text = _text(mb, "travel", city=city, code=code6, depart=long_date(depart),
+                     flight=flight, nights=r.randint(2, 5), hotel=hotel)
+        m = Member(day, f"Itinerary: {traveler.name} - {city}, {label}", [text],
+                   mb.world.travel_desk, [traveler] + ([mb.owner] if traveler is not mb.owner else []))
         who = "my" if traveler is mb.owner else f"{traveler.name}'s"
         m.questions = {
             "code": f"What is the confirmation code for {who} {label} trip to {city}?",
@@ -230,7 +231,7 @@ def make_travel(mb: Mailbox, k: int) -> Family | None:
                   members)
 
 
-def make_budget(mb: Mailbox, k: int) -> Family | None:
+def make_budget(mb: Mailbox, k: int) -> Family:
     r = mb.rng
     project = pick(r, mb.world.projects)
     pm = pick(r, mb.colleagues)
@@ -238,11 +239,10 @@ def make_budget(mb: Mailbox, k: int) -> Family | None:
     for phase, day in zip(V.PHASES[:k], _ordered_days(mb, k, 0, 700, 45)):
         budget, cc = money(mb, 150_000, 9_000_000, 1_000), code(mb, "CC")
         golive = long_date(day + r.randint(60, 200))
-        m = Member(day, f"Project {project} {phase} budget approved", [
-            f"The steering committee approved a budget of {budget} for {phase} of "
-            f"Project {project}.",
-            f"Target go-live is {golive}. Please charge time to cost center {cc}."],
-            pm, [mb.owner], r.sample(mb.colleagues, 2))
+        text = _text(mb, "budget", budget=budget, phase=phase, project=project, golive=golive,
+                     cc=cc)
+        m = Member(day, f"Project {project} {phase} budget approved", [text], pm, [mb.owner],
+                   r.sample(mb.colleagues, 2))
         m.questions = {
             "budget": f"What budget was approved for {phase} of Project {project}?",
             "golive": f"What is the target go-live date for {phase} of Project {project}?",

@@ -106,8 +106,9 @@ def add_family(mb: Mailbox, fam: Family, budget: int, next_id,
 def _chatter(mb: Mailbox) -> tuple[str, list[str]]:
     r = mb.rng
     subject, lines = pick(r, V.CHATTER)
-    p, j = pick(r, mb.partners).name, f"Project {pick(r, mb.world.projects)}"
-    return subject.format(p=p, j=j), [s.format(p=p, j=j) for s in lines]
+    f = dict(p=pick(r, mb.partners).name, j=f"Project {pick(r, mb.world.projects)}",
+             c=pick(r, V.CITIES))
+    return subject.format(**f), [s.format(**f) for s in lines]
 
 
 def _starter(mb: Mailbox) -> tuple[Person, list[Person]]:

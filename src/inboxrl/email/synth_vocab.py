@@ -183,6 +183,30 @@ CHATTER = (
                         "Someone from facilities is supposed to come by this afternoon.")),
     ("{j} staffing", ("We may need one more analyst on {j} next quarter.",
                       "Let me know if you have anyone in mind.")),
+    ("{p} site tour", ("{p} asked whether we could host a site tour sometime next month.",
+                       "I said we would check calendars and get back to them.")),
+    ("Draft agenda", ("Here is a rough agenda for next week's offsite.",
+                      "Feel free to add topics; nothing is final yet.")),
+    ("Gas Daily article", ("Did you see the Gas Daily piece on storage levels?",
+                           "Worth a read before the morning meeting.")),
+    ("Conference in {c}", ("Is anyone from the group going to the industry conference in {c}?",
+                           "Registration closes at the end of the month.")),
+    ("New analyst starting", ("A new analyst joins the desk on Monday.",
+                              "Please make time to walk them through the morning reports.")),
+    ("{p} contact change", ("Our main contact at {p} is moving to a new role.",
+                            "They promised an introduction to the replacement soon.")),
+    ("Benefits enrollment", ("Open enrollment for benefits ends on Friday.",
+                             "Changes after that date require a qualifying event.")),
+    ("Re-org memo", ("The memo on the reorganization went out this morning.",
+                     "Reporting lines for our group do not change.")),
+    ("Trip report: {c}", ("Back from {c}; the meetings went fine.",
+                          "I will write up notes for the team by Wednesday.")),
+    ("{j} lessons learned", ("Can we get 30 minutes on the calendar to go over lessons "
+                             "learned on {j}?", "Mornings are best for me.")),
+    ("Printer on 31", ("The color printer on 31 is out of toner.",
+                       "I put in a ticket with the help desk.")),
+    ("Credit watch", ("Rating agencies put two of our counterparties on credit watch.",
+                      "Risk will circulate the list with updated limits.")),
 )
 
 REPLY_LINES = (
@@ -196,3 +220,60 @@ FORWARD_LINES = (
     "FYI - see below.", "Forwarding for your files.", "See below, please keep this handy.",
     "Passing this along in case it's useful.", "FYI, for the record.",
 )
+
+# Phrasings of each fact kind (``str.format`` fields are filled by ``synth_facts``). Every
+# variant states every value, so any question about the email is answered by its text.
+FACT_TEXT = {
+    "invoice": (
+        "Attached is invoice {inv} for {service} provided to {company} for {months} ({label}). "
+        "The amount due is {amount}, payable by {due} (net 30). Please let me know if your "
+        "accounting group needs anything else.",
+        "Our invoice {inv} covering {service} for {label} ({months}) is attached. Total due: "
+        "{amount}. Payment is due on or before {due}.",
+        "Please find invoice {inv} for {label} {service}. The balance due is {amount}; terms "
+        "are net 30, so payment is due {due}. Call me with any questions on the charges.",
+    ),
+    "meeting": (
+        "The {kind} meeting for Project {project} is scheduled for {weekday}, {date} at {time} "
+        "in {place}. Please send me any agenda items beforehand and confirm attendance.",
+        "We are set for the Project {project} {kind} meeting: {weekday}, {date}, {time}, "
+        "in {place}. Let me know if you cannot make it.",
+        "Please hold {weekday}, {date} for the {kind} meeting on Project {project}. We start at "
+        "{time} in {place}; lunch will be provided.",
+    ),
+    "deal": (
+        "This confirms the {commodity} transaction with {partner} for {label} delivery at the "
+        "{site}. Volume is {volume} at a fixed price of {price}. Deal number {number}. Please "
+        "review and let us know of any discrepancies within two business days.",
+        "Per our conversation, we have agreed to buy {volume} of {commodity} from {partner} for "
+        "{label} at a fixed {price}, delivered at the {site}. The deal is entered as {number}.",
+        "Deal {number} is booked: {partner}, {commodity}, {label} delivery at the {site}, "
+        "{volume} at {price} fixed. Confirm back at your convenience.",
+    ),
+    "po": (
+        "Purchase order {po} has been issued to {vendor} for the {item} at the {site}. The "
+        "not-to-exceed amount is {amount} and the work must be finished by {finish}. Invoices "
+        "should reference the PO number.",
+        "{vendor} has been awarded the {item} at the {site} under PO {po}, with a "
+        "not-to-exceed amount of {amount}. Completion is required by {finish}.",
+        "FYI, we cut PO {po} to {vendor} for the {item} work at the {site}: not-to-exceed "
+        "{amount}, finish date {finish}.",
+    ),
+    "travel": (
+        "Your trip to {city} is booked. Confirmation code {code}. Departing {depart} on "
+        "{flight}; {nights} nights at the {hotel}. Changes within 24 hours of departure incur "
+        "a fee.",
+        "Itinerary for {city}: {flight} departs {depart}. Hotel: {hotel}, {nights} nights. "
+        "Your confirmation code is {code}.",
+        "Travel to {city} is confirmed under code {code}. You fly out {depart} on {flight} "
+        "and stay {nights} nights at the {hotel}.",
+    ),
+    "budget": (
+        "The steering committee approved a budget of {budget} for {phase} of Project "
+        "{project}. Target go-live is {golive}. Please charge time to cost center {cc}.",
+        "Good news: {phase} of Project {project} is funded at {budget}. We are targeting "
+        "go-live on {golive}; cost center {cc} is open for time and expenses.",
+        "Budget for Project {project} {phase} came back approved at {budget}. Cost center "
+        "{cc} is set up, and the go-live target is {golive}.",
+    ),
+}

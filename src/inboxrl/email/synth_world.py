@@ -119,7 +119,8 @@ def _split_budget(rng: random.Random, total: int, parts: int) -> list[int]:
 
 
 def default_num_inboxes(num_emails: int) -> int:
-    """About one inbox per 130 emails for small corpora, at most 150 (Enron had 150)."""
+    """``round(sqrt(n / 3) / 1.6)`` clamped to [4, 150] (Enron had 150 mailboxes): 5 inboxes
+    for 200 emails, 16 for 2,000, 51 for 20,000, 150 from about 190,000."""
     return max(4, min(150, round((num_emails / 3) ** 0.5 / 1.6)))
 
 

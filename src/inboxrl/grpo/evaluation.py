@@ -25,7 +25,7 @@ class EvalResult:
 
     @property
     def accuracy(self) -> float:
-        return float(self.stats["accuracy"])
+        return float(self.stats["accuracy"] or 0.0)
 
     @property
     def avg_reward(self) -> float:

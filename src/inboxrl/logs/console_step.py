@@ -62,6 +62,10 @@ def _num_hits(turn: Turn) -> int | None:
     return None
 
 
+def _is_error(turn: Turn) -> bool:
+    return bool(turn.tool_result) and turn.tool_result.lstrip().startswith('{"error"')
+
+
 def format_call(turn: Turn) -> str:
     """Compact one-line view of a turn's tool call, e.g.
     ``search_emails(["k1","k2"]) -> 3 hits [found ref]`` or ``read_email(id) [read ref]``."""
@@ -72,19 +76,25 @@ def format_call(turn: Turn) -> str:
     args = call.arguments if isinstance(call.arguments, dict) else {}
     if call.name == "search_emails":
         kws = args.get("keywords")
-        kw = ("[" + ",".join(json.dumps(str(k)) for k in kws) + "]") if isinstance(kws, list) \
-            else json.dumps(str(kws))
+        if isinstance(kws, list):
+            kw = "[" + ",".join(json.dumps(str(k), ensure_ascii=False) for k in kws) + "]"
+        else:
+            kw = json.dumps(str(kws), ensure_ascii=False)
         rest = [f"{k}={short(v, 30)}" for k, v in args.items() if k != "keywords" and v is not None]
         head = f"search_emails({', '.join([short(kw)] + rest)})"
         hits = _num_hits(turn)
-        if hits is not None:
+        if _is_error(turn):
+            head += " -> error"
+        elif hits is not None:
             head += f" -> {hits} hit{'s' if hits != 1 else ''}"
         return head + tags
     if call.name == "read_email":
-        return f"read_email({short(args.get('message_id', ''), 40)}){tags}"
+        err = " -> error" if _is_error(turn) else ""
+        return f"read_email({short(args.get('message_id', ''), 40)}){err}{tags}"
     if call.name == "return_final_answer":
-        return f"return_final_answer({json.dumps(short(args.get('answer', ''), 50))}){tags}"
-    return f"{short(call.name, 30)}({short(json.dumps(args, default=str), 50)}){tags}"
+        answer = json.dumps(short(args.get("answer", ""), 50), ensure_ascii=False)
+        return f"return_final_answer({answer}){tags}"
+    return f"{short(call.name, 30)}({short(json.dumps(args, default=str, ensure_ascii=False), 50)}){tags}"
 
 
 def verdict(t: Trajectory) -> str:
@@ -161,11 +171,24 @@ def micro_batch_text(num_micro_batches: int, token_budget: int | None,
 def optimization_text(m: TrainingMetrics, skip_reason: str | None = None) -> Text:
     """Phase 4: grad norm, tokens trained, total loss, learning rate; a notice when skipped."""
     if m.skipped:
-        return Text(f"Skipped the update: {skip_reason or 'no trainable tokens'} "
+        reason = skip_reason or m.skip_reason or "no trainable tokens"
+        return Text(f"Skipped the update: {reason} "
                     f"({m.skipped_steps} skipped so far)")
     return Text(f"grad norm {m.grad_norm:.4f} | tokens trained {m.trainable_tokens:,} | "
                 f"total loss {m.loss:.4f} (policy {m.policy_loss:.4f}, kl {m.kl:.4f}) | "
                 f"lr {m.learning_rate:.3g} | clip frac {m.clip_fraction:.3f}")
+
+
+def update_text(update: Any) -> Text:
+    """Phase 4 from an ``UpdateStats``-like object (loss, policy_loss, kl, grad_norm,
+    clip_fraction, trainable_tokens, num_micro_batches, skipped, skip_reason)."""
+    g = lambda name, default=0.0: getattr(update, name, default)  # noqa: E731
+    if g("skipped", False):
+        return Text(f"Skipped the update: {g('skip_reason', None) or 'no trainable tokens'}")
+    mb = int(g("num_micro_batches", 0))
+    return Text(f"grad norm {g('grad_norm'):.4f} | tokens trained {int(g('trainable_tokens', 0)):,} | "
+                f"total loss {g('loss'):.4f} (policy {g('policy_loss'):.4f}, kl {g('kl'):.4f}) | "
+                f"clip frac {g('clip_fraction'):.3f} | {mb} micro-batch{'es' if mb != 1 else ''}")
 
 
 def group_summary_table(groups: Sequence[GroupView], m: TrainingMetrics) -> Table:

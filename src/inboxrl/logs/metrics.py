@@ -149,6 +149,7 @@ class TrainingMetrics:
     tokens_per_second: float = 0.0
     skipped: bool = False  # this step's update was skipped (no kept group or a non-finite loss)
     skipped_steps: int = 0  # skipped updates so far in the run
+    skip_reason: str | None = None
     extra: dict[str, float] = field(default_factory=dict)
 
     @classmethod
@@ -195,7 +196,7 @@ class TrainingMetrics:
         """``train/<name>`` for every numeric field except ``step`` / ``total_steps``; None skipped."""
         out = {}
         for k, v in self.to_flat().items():
-            if k in _NOT_LOGGED or v is None:
+            if k in _NOT_LOGGED or v is None or isinstance(v, str):
                 continue
             out[TRAIN_PREFIX + k] = float(v) if isinstance(v, bool) else v
         return out
@@ -207,6 +208,43 @@ class TrainingMetrics:
         known = {k: v for k, v in d.items() if k in names}
         extra = {k: v for k, v in d.items() if k not in names and k != "kind"}
         return cls(**known, extra=extra)
+
+
+REWARD_WINDOW = 10
+
+
+def build_training_metrics(step: int, trajectories: Sequence[Trajectory], adv: Any = None,
+                           update: Any = None, learning_rate: float = 0.0, rollout_time: float = 0.0,
+                           training_time: float = 0.0, step_time: float = 0.0,
+                           reward_history: Sequence[float] = (), skipped_steps: int = 0,
+                           total_steps: int = 0, window: int = REWARD_WINDOW) -> TrainingMetrics:
+    """One step's metrics from the rollouts, the advantages' stats and the update's stats.
+
+    ``adv`` (``AdvantageStats``: ``groups_kept`` / ``groups_filtered``) overrides the group counts
+    read from the trajectories' ``kept`` flags; ``update`` (``UpdateStats``) supplies loss,
+    policy_loss, kl, grad_norm, clip_fraction, entropy, num_micro_batches, skipped and
+    skip_reason. ``reward_moving_avg`` is the mean of the last ``window`` step rewards, this
+    step's included (``reward_history`` holds the earlier steps' ``avg_reward``).
+    """
+    m = TrainingMetrics.from_rollouts(step, trajectories, total_steps=total_steps,
+                                      learning_rate=float(learning_rate), rollout_time=rollout_time,
+                                      training_time=training_time, step_time=step_time,
+                                      skipped_steps=skipped_steps)
+    ma = MovingAverage(window)
+    for r in list(reward_history)[-(window - 1):] if window > 1 else []:
+        ma.push(r)
+    m.reward_moving_avg = ma.push(m.avg_reward)
+    if adv is not None:
+        m.groups_kept, m.groups_filtered = int(adv.groups_kept), int(adv.groups_filtered)
+        m.num_groups = m.groups_kept + m.groups_filtered
+    if update is not None:
+        for name in ("loss", "policy_loss", "kl", "grad_norm", "clip_fraction", "entropy"):
+            setattr(m, name, float(getattr(update, name, 0.0)))
+        m.num_micro_batches = int(getattr(update, "num_micro_batches", 0))
+        m.skipped = bool(getattr(update, "skipped", False))
+        m.skip_reason = getattr(update, "skip_reason", None)
+    m.finalize_timing()
+    return m
 
 
 def _finite_or_none(v: Any) -> Any:

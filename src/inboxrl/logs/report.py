@@ -114,7 +114,7 @@ def write_plots(output_dir: Path, train: Sequence[dict[str, Any]],
 
 
 def write_report(output_dir: str | Path, console: Console | None = None) -> list[Path]:
-    """Print the eval trend table and write the plots; return the plot paths.
+    """Print the eval trend table and write the plots; return the plot paths (not printed).
 
     Raises ``ReportError`` when ``output_dir`` has neither ``metrics.jsonl`` rows nor eval logs.
     """
@@ -134,7 +134,4 @@ def write_report(output_dir: str | Path, console: Console | None = None) -> list
     console.print(Text(f"Run: {output_dir} | {len(train)} training steps, {len(evals)} evals"))
     if evals:
         console.print(eval_trend_table(evals))
-    paths = write_plots(output_dir, train, evals)
-    for p in paths:
-        console.print(Text(f"Wrote {p}"))
-    return paths
+    return write_plots(output_dir, train, evals)

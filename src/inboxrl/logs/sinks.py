@@ -87,11 +87,14 @@ class MetricsSinks:
         if self.run is not None:
             self.run.log(metrics.to_wandb(), step=metrics.step)
 
-    def log_eval(self, stats: dict[str, Any]) -> None:
-        """One ``kind: eval`` line (no per-scenario rows); ``eval/*`` to wandb at ``step=``."""
-        self._write({"kind": "eval", **{k: v for k, v in stats.items() if k != "per_scenario"}})
+    def log_eval(self, stats: dict[str, Any], step: int | None = None) -> None:
+        """One ``kind: eval`` line (no per-scenario rows); ``eval/*`` to wandb at ``step=``
+        (``step`` defaults to ``stats["step"]``)."""
+        step = int(stats["step"] if step is None else step)
+        row = {k: v for k, v in stats.items() if k != "per_scenario"}
+        self._write({"kind": "eval", **row, "step": step})
         if self.run is not None:
-            self.run.log(eval_to_wandb(stats), step=int(stats["step"]))
+            self.run.log(eval_to_wandb(stats), step=step)
 
     def close(self) -> None:
         """Close the file and finish the wandb run (idempotent)."""

@@ -93,6 +93,7 @@ def train_sft(model: Any, demos: Sequence[Trajectory], settings: SFTSettings, pa
     scheduler = make_scheduler(optimizer, warmup_steps=min(settings.warmup_steps, len(batches) - 1),
                                total_steps=len(batches), kind=settings.schedule)
     update = UpdateSettings(max_grad_norm=settings.max_grad_norm, token_budget=settings.token_budget)
+    per_epoch = max(1, len(batches) // settings.epochs)
     result = SFTResult()
     started = time.perf_counter()
     bar = tqdm(batches, desc="SFT", unit="step", disable=not settings.progress)
@@ -102,7 +103,7 @@ def train_sft(model: Any, demos: Sequence[Trajectory], settings: SFTSettings, pa
         result.steps += 1
         result.skipped += int(stats.skipped)
         result.trained_tokens += stats.trainable_tokens
-        bar.set_postfix(loss=f"{stats.loss:.3f}", epoch=1 + (step - 1) * settings.epochs // len(batches))
+        bar.set_postfix(loss=f"{stats.loss:.3f}", epoch=1 + (step - 1) // per_epoch)
         if on_step is not None:
             on_step(step, stats)
     bar.close()
