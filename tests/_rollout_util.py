@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 import torch
 
 from inboxrl.agent.trajectory import ToolCall
 from inboxrl.email.env import StepResult
+from inboxrl.email.judge import is_idk
 from inboxrl.email.rubric import FORMAT_ERROR, FOUND_REFERENCE, READ_REFERENCE, Rubric
 from inboxrl.email.types import Scenario
 
@@ -89,9 +91,11 @@ class FakeEnv:
         if call.name == "return_final_answer":
             ans = call.arguments.get("answer", "")
             self.rubric.final_answer = ans
-            self.rubric.attempted_answer = True
+            self.rubric.returned_idk = is_idk(ans)
+            self.rubric.attempted_answer = not self.rubric.returned_idk
             self.rubric.answer_correct = ans == self.scenario.answer
-            self.finish_reason = "answered"
+            self.rubric.sources_correct = ref in call.arguments.get("sources", [])
+            self.finish_reason = "idk" if self.rubric.returned_idk else "answered"
             return StepResult('{"status": "answer recorded"}', True)
         self.rubric.bad_tool_call_name = True
         return StepResult('{"error": "unknown tool"}', False, [FORMAT_ERROR], "unknown_tool: x")
@@ -156,3 +160,12 @@ class ScriptedModel(torch.nn.Module):
                 out.logits[r, -1, :] = -30.0
                 out.logits[r, -1, tok] = 30.0
         return out
+
+
+@pytest.fixture(scope="module", autouse=False)
+def one_thread():
+    """Tiny-model forwards are dominated by thread start-up on a shared CPU: use one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

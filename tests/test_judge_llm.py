@@ -39,6 +39,14 @@ class FakeServer:
                     self.end_headers()
                     self.wfile.write(b"boom")
                     return
+                if action[0] == "truncated":  # promises more bytes than it sends
+                    self.send_response(200)
+                    self.send_header("Content-Length", "500")
+                    self.end_headers()
+                    self.wfile.write(b'{"choices": [')
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
                 if action[0] == "sleep":
                     time.sleep(action[1])
                     action = ("reply", action[2])
@@ -162,3 +170,16 @@ def test_unreachable_server_is_an_error_not_an_exception():
 ])
 def test_parse_verdict(content, expected):
     assert parse_verdict(content) is expected
+
+
+def test_truncated_response_is_retried():
+    with FakeServer([("truncated",), ("reply", "yes")]) as srv:
+        v = judge_for(srv, retries=1).judge("q", "a", "a")
+    assert v.correct is True and len(srv.requests) == 2
+
+
+def test_max_tokens_can_be_left_to_the_server():
+    with FakeServer([("reply", "no")]) as srv:
+        judge_for(srv, max_tokens=None).judge("q", "a", "b")
+        judge_for(srv).judge("q", "a", "c")
+    assert "max_tokens" not in srv.requests[0]["body"] and srv.requests[1]["body"]["max_tokens"] == 8

@@ -16,7 +16,7 @@ from inboxrl.grpo.optim import make_optimizer
 from inboxrl.grpo.update import UpdateSettings, policy_update
 from transformers import LlamaConfig, LlamaForCausalLM
 
-VOCAB, PROMPT, COMPLETION, GROUPS, G, STEPS = 32, 4, 6, 4, 8, 30
+VOCAB, PROMPT, COMPLETION, GROUPS, G, STEPS = 32, 4, 6, 4, 8, 16
 TARGET = set(range(8, 16))
 
 
@@ -72,11 +72,10 @@ def test_grpo_learns_and_flipped_sign_does_not():
     start = time.perf_counter()
     learn = train(flip=False)
     control = train(flip=True)
-    first, last = sum(learn[:5]) / 5, sum(learn[-5:]) / 5
-    c_first, c_last = sum(control[:5]) / 5, sum(control[-5:]) / 5
+    first, last = sum(learn[:4]) / 4, sum(learn[-4:]) / 4
+    c_first, c_last = sum(control[:4]) / 4, sum(control[-4:]) / 4
     print(f"learn {first:.3f} -> {last:.3f}; control {c_first:.3f} -> {c_last:.3f}; "
           f"{time.perf_counter() - start:.1f}s")
-    assert abs(first - c_first) < 0.1  # same starting policy
-    assert last > first + 0.3  # clearly learns
-    assert c_last < c_first + 0.02  # the flipped sign does not
-    assert last > c_last + 0.4
+    assert learn[0] == control[0]  # same seed: the same first batch from the same initial policy
+    assert last > first + 0.3 and last > 0.7  # clearly learns (measured: 0.23 -> 0.99 over 16 steps)
+    assert c_last < c_first + 0.02  # the flipped sign does not (it unlearns the target instead)

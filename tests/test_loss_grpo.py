@@ -7,7 +7,7 @@ import torch
 from inboxrl.agent.trajectory import Trajectory, Turn
 from inboxrl.grpo.batching import make_micro_batches
 from inboxrl.grpo.loss import (aggregation_weights, batch_totals, clipped_surrogate, grpo_loss, kl_k3,
-                               token_entropy, token_logprobs)
+                               logprobs_from_logits, token_entropy, token_logprobs)
 
 V = 4
 
@@ -38,7 +38,7 @@ def test_aggregations_by_hand(agg, expected):
         for mb in mbs:
             w = aggregation_weights(mb, agg, totals, constant_norm=4)
             logits = torch.zeros(mb.num_rows, mb.input_ids.shape[1], V)
-            total += grpo_loss(logits, mb, w, 0.2, 0.28).loss.item()
+            total += grpo_loss(token_logprobs(logits, mb.target_ids), mb, w, 0.2, 0.28).loss.item()
         assert total == pytest.approx(expected, abs=1e-6)
 
 
@@ -95,10 +95,21 @@ def test_kl_metric_and_beta():
     totals = batch_totals(mbs)
     mb = mbs[0]
     w = aggregation_weights(mb, "token_mean", totals)
-    logits = torch.zeros(mb.num_rows, mb.input_ids.shape[1], V)
+    logp = token_logprobs(torch.zeros(mb.num_rows, mb.input_ids.shape[1], V), mb.target_ids)
     ref = torch.full_like(mb.old_logprobs, -math.log(V) + 1.0)  # r = 1 everywhere
-    parts = grpo_loss(logits, mb, w, 0.2, 0.28, beta=0.1, ref_logprobs=ref)
+    parts = grpo_loss(logp, mb, w, 0.2, 0.28, beta=0.1, ref_logprobs=ref)
     assert parts.kl == pytest.approx(math.e - 2.0, abs=1e-5)
     assert parts.loss.item() == pytest.approx(parts.policy_loss + 0.1 * parts.kl, abs=1e-6)
     with pytest.raises(ValueError):
-        grpo_loss(logits, mb, w, 0.2, 0.28, beta=0.1)
+        grpo_loss(logp, mb, w, 0.2, 0.28, beta=0.1)
+
+
+def test_logprobs_from_logits_matches_full_path():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 7, dtype=torch.bfloat16)
+    targets = torch.randint(0, 7, (2, 4))
+    full = token_logprobs(logits, targets, temperature=0.7)
+    ent = token_entropy(logits, temperature=0.7)
+    lp, e = logprobs_from_logits(logits[:, :-1].reshape(-1, 7), targets.reshape(-1), temperature=0.7)
+    assert lp.dtype == torch.float32
+    assert torch.allclose(lp, full.reshape(-1), atol=1e-6) and torch.allclose(e, ent.reshape(-1), atol=1e-5)

@@ -3,7 +3,7 @@ sources, cache vs no-cache, context budget, seeding, error isolation."""
 import pytest
 import torch
 
-from _rollout_util import SCHEMAS, FakeEnv, scenario
+from _rollout_util import SCHEMAS, FakeEnv, one_thread, scenario  # noqa: F401
 from inboxrl.agent.chat import ChatRenderer
 from inboxrl.agent.hf_engine import HFEngine
 from inboxrl.agent.rollout import RolloutRequest, RolloutSettings, run_rollouts
@@ -11,7 +11,7 @@ from inboxrl.policy.hf import HFPolicy, make_tiny_model
 
 
 @pytest.fixture(scope="module")
-def policy():
+def policy(one_thread):
     model, tok = make_tiny_model(seed=0)
     return HFPolicy(model, tok, renderer=ChatRenderer(tok, SCHEMAS, few_shot=False))
 

@@ -72,7 +72,10 @@ def test_duplicates_are_skipped_counted_and_owners_merged(tmp_path):
     rep = build_store(db, recs, progress=False)
     assert (rep.read, rep.stored, rep.duplicates, rep.duplicate_ids, rep.duplicate_content) == (4, 2, 2, 1, 1)
     with EmailStore(db) as store:
-        assert store.count() == 2 and not store.has_message("<9>")
+        assert store.count() == 2 and store.has_message("<9>")
+        assert store.read("o3@x.com", "<9>").message_id == "<1>"          # alias of the kept copy
+        assert store.read("o3@x.com", "9").message_id == "<1>"
+        assert store.read("nobody@x.com", "<9>") is None
         for owner in ("o1@x.com", "o2@x.com", "o3@x.com"):
             assert store.read(owner, "<1>").body == "same"
         assert store.read("o1@x.com", "<10>") is None

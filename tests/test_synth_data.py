@@ -105,3 +105,31 @@ def test_default_dataset_refuses_too_few_scenarios(tmp_path):
     with pytest.raises(RuntimeError, match="inconsistent"):
         synth.ensure_default_dataset(cache_dir=tmp_path, seed=3, num_emails=400)
     assert list((tmp_path / "data").iterdir()) == []  # the temporary build was removed
+
+
+def test_concurrent_first_builds_agree(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys; from inboxrl.email.synth import ensure_default_dataset as e; "
+            "d = e(cache_dir=sys.argv[1]); print(d.db_path, d.num_train, d.num_test)")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert outs[0][0] == outs[1][0] and outs[0][0].strip()
+    data = tmp_path / "data"
+    assert [p.name for p in data.iterdir()] == ["synthetic-v1-2001-2000"]  # no temp dirs left
+    assert check_scenarios(data / "synthetic-v1-2001-2000" / "emails.db",
+                           load_scenarios(data / "synthetic-v1-2001-2000")) == []
+
+
+def test_make_data_without_store_matches_generate(tmp_path):
+    result = synth.make_data(tmp_path, seed=2, num_emails=300, build_db=False)
+    assert result.db_path is None and not (tmp_path / "emails.db").exists()
+    corpus = synth.generate(seed=2, num_emails=300)
+    assert list(synth.iter_corpus_records(result.emails_path)) == corpus.records
+    assert load_scenarios(result.scenarios_path) == corpus.scenarios
+    assert (result.num_train, result.num_test) == (
+        sum(s.split == "train" for s in corpus.scenarios),
+        sum(s.split == "test" for s in corpus.scenarios))

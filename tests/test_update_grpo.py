@@ -10,7 +10,7 @@ from inboxrl.grpo.advantages import assign_advantages
 from inboxrl.grpo.batching import make_micro_batches
 from inboxrl.grpo.loss import token_logprobs
 from inboxrl.grpo.optim import make_optimizer, make_scheduler
-from inboxrl.grpo.update import UpdateSettings, policy_update, sft_update
+from inboxrl.grpo.update import UpdateSettings, policy_update, sft_update, trained_logprobs
 
 
 def _batch():
@@ -147,3 +147,19 @@ def test_settings_validation():
         UpdateSettings(aggregation="mean")
     with pytest.raises(ValueError):
         UpdateSettings(num_iterations=0)
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_selective_head_equals_full_logits(lora):
+    model = tiny_model(2)
+    if lora:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj"]))
+    mbs = make_micro_batches(_batch(), 10_000, 0)
+    with torch.no_grad():
+        logp, ent = trained_logprobs(model, mbs[0], temperature=0.9)
+        logits = model(input_ids=mbs[0].input_ids, attention_mask=mbs[0].attention_mask).logits
+        full = token_logprobs(logits, mbs[0].target_ids, temperature=0.9) * mbs[0].loss_mask
+    assert torch.allclose(logp, full, atol=1e-5)
+    assert ent.shape == (mbs[0].num_trainable,)

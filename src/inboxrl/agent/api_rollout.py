@@ -11,6 +11,7 @@ usable native call gets its observation back as a ``user`` message.
 from __future__ import annotations
 
 import hashlib
+import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Sequence
 
@@ -34,15 +35,18 @@ def request_seed(seed: int, group_id: int, rollout_index: int) -> int:
 
 
 def _assistant_message(reply: Any, turn: int) -> tuple[dict[str, Any], str | None]:
-    """The assistant message to keep in the history (first native call only) and its call id."""
-    raw = dict(getattr(reply, "raw_message", None) or {})
-    calls = raw.get("tool_calls") or []
-    if reply.tool_calls and calls:
-        first = dict(calls[0])
-        first.setdefault("id", f"call_{turn}")
-        first.setdefault("type", "function")
-        return {"role": "assistant", "content": raw.get("content") or "", "tool_calls": [first]}, first["id"]
-    return {"role": "assistant", "content": reply.text or ""}, None
+    """The assistant message to keep in the history (with its first well-formed native call
+    only) and that call's id (``None`` when the reply has no native call)."""
+    raw = getattr(reply, "raw_message", None) or {}
+    if not reply.tool_calls:
+        return {"role": "assistant", "content": reply.text or ""}, None
+    call = reply.tool_calls[0]
+    ids = list(getattr(reply, "tool_call_ids", None) or [])
+    call_id = (ids[0] if ids else None) or f"call_{turn}"
+    message = {"role": "assistant", "content": raw.get("content") or "",
+               "tool_calls": [{"id": call_id, "type": "function", "function": {
+                   "name": call.name, "arguments": json.dumps(call.arguments, ensure_ascii=False)}}]}
+    return message, call_id
 
 
 def run_api_episode(policy: Any, request: Any, env_factory: Callable[[Any], Any], settings: Any,

@@ -90,7 +90,8 @@ class _Progress:
 
 
 def is_api_policy(policy: Any) -> bool:
-    return hasattr(policy, "complete") and not hasattr(policy, "model")
+    """An API policy has ``complete``; a transformers policy has a ``tokenizer`` and a model."""
+    return callable(getattr(policy, "complete", None)) and not hasattr(policy, "tokenizer")
 
 
 def run_rollouts(policy: Any, requests: Sequence[RolloutRequest],

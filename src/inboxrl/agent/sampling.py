@@ -48,19 +48,22 @@ def sample_next(logits: torch.Tensor, generators: list[torch.Generator], tempera
 
 
 def _draw(scaled: torch.Tensor, generators: list[torch.Generator], top_p: float) -> torch.Tensor:
+    """Inverse-CDF draw; over the vocabulary order when ``top_p == 1`` (no sort needed), over
+    the probability-sorted order with the nucleus cut otherwise."""
     if len(generators) != scaled.shape[0]:
         raise ValueError("one generator per row")
     probs = torch.softmax(scaled, dim=-1)
-    sorted_p, order = torch.sort(probs, dim=-1, descending=True)
-    cum = torch.cumsum(sorted_p, dim=-1)
     if top_p < 1.0:
-        keep = (cum - sorted_p) < top_p  # a token is kept if the mass before it is < top_p
+        probs, order = torch.sort(probs, dim=-1, descending=True)
+        cum = torch.cumsum(probs, dim=-1)
+        keep = (cum - probs) < top_p  # a token is kept if the mass before it is < top_p
         keep[:, 0] = True
-        sorted_p = sorted_p * keep
-        cum = torch.cumsum(sorted_p, dim=-1)
+        probs = probs * keep
+    cum = torch.cumsum(probs, dim=-1)
     u = torch.cat([torch.rand(1, generator=g) for g in generators]).to(scaled.device)
-    target = u * cum[:, -1]
-    pos = torch.searchsorted(cum, target[:, None], right=True)[:, 0]
-    last_nonzero = (sorted_p > 0).sum(dim=-1) - 1
-    pos = torch.minimum(pos, last_nonzero)
-    return order.gather(-1, pos[:, None])[:, 0]
+    pos = torch.searchsorted(cum, (u * cum[:, -1])[:, None], right=True)
+    # never land on a zero-probability token (possible only through rounding at the top end)
+    nonzero = probs > 0
+    last_nonzero = probs.shape[-1] - 1 - torch.argmax(nonzero.flip(-1).int(), dim=-1, keepdim=True)
+    pos = torch.minimum(pos, last_nonzero)[:, 0]
+    return order.gather(-1, pos[:, None])[:, 0] if top_p < 1.0 else pos

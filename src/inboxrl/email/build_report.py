@@ -1,16 +1,23 @@
-"""Options and count reports of the email-store build and of the mail readers.
+"""How an email store is built, and what the build and the mail readers report.
 
-``BuildOptions`` / ``BuildReport`` belong to :func:`inboxrl.email.store.build_store`;
-``IngestReport`` to the readers of :mod:`inboxrl.email.ingest`. Every problem met on the way
-(a duplicate, a broken file, a date that had to be defaulted) is counted, never silently lost.
+``BuildOptions`` / ``BuildReport`` / ``StoreBuilder`` and the schema SQL serve
+:func:`inboxrl.email.store.build_store` (whose module docstring describes the schema);
+``IngestReport`` and the text helpers (dates, addresses, charsets, HTML) serve the readers of
+:mod:`inboxrl.email.ingest`. Every problem met on the way (a duplicate, a broken file, a date
+that had to be defaulted) is counted, never silently lost.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timezone
-from email.utils import parsedate_to_datetime
+from email.utils import getaddresses, parsedate_to_datetime
+from html.parser import HTMLParser
 from typing import Any
+
+FORMAT = "inboxrl-email-store"
+SCHEMA_VERSION = "1"
+_BLOCK_TAGS = {"br", "p", "div", "tr", "li", "h1", "h2", "h3", "h4", "h5", "h6", "table", "hr"}
 
 DEFAULT_DATE = "1970-01-01 00:00:00"
 """Date given to a message whose date is missing or unparseable (counted in the reports)."""
@@ -170,3 +177,160 @@ def normalize_date(value: Any) -> str | None:
         return format_utc(parsedate_to_datetime(text))
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
+
+
+# ---------------------------------------------------------------- store schema and builder
+
+SCHEMA_TABLES = """
+CREATE TABLE store_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE emails(
+    id INTEGER PRIMARY KEY,
+    message_id TEXT NOT NULL,
+    date TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    from_address TEXT NOT NULL COLLATE NOCASE,
+    body TEXT NOT NULL,
+    file_name TEXT,
+    inboxes TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE recipients(
+    email_id INTEGER NOT NULL REFERENCES emails(id),
+    address TEXT NOT NULL COLLATE NOCASE,
+    kind TEXT NOT NULL CHECK (kind IN ('to', 'cc', 'bcc'))
+);
+CREATE TABLE inbox_members(
+    inbox TEXT NOT NULL COLLATE NOCASE,
+    email_id INTEGER NOT NULL REFERENCES emails(id)
+);
+CREATE TABLE message_aliases(
+    message_id TEXT PRIMARY KEY,
+    email_id INTEGER NOT NULL REFERENCES emails(id)
+) WITHOUT ROWID;
+CREATE TABLE inbox_keys(
+    key INTEGER PRIMARY KEY,
+    address TEXT NOT NULL UNIQUE COLLATE NOCASE
+);
+CREATE VIRTUAL TABLE emails_fts USING fts5(
+    subject, body, inboxes, content='emails', content_rowid='id',
+    tokenize='porter unicode61 remove_diacritics 2', columnsize=0
+);
+"""
+
+# Created after the bulk load: building an index once is much faster than keeping it up to date.
+SCHEMA_INDEXES = """
+CREATE UNIQUE INDEX idx_emails_message_id ON emails(message_id);
+CREATE INDEX idx_emails_from ON emails(from_address);
+CREATE INDEX idx_emails_date ON emails(date);
+CREATE INDEX idx_recipients_address ON recipients(address, email_id);
+CREATE INDEX idx_recipients_email ON recipients(email_id);
+CREATE UNIQUE INDEX idx_inbox_members ON inbox_members(inbox, email_id);
+CREATE INDEX idx_inbox_members_email ON inbox_members(email_id, inbox);
+"""
+
+SCHEMA_TRIGGERS = """
+CREATE TRIGGER emails_fts_ai AFTER INSERT ON emails BEGIN
+    INSERT INTO emails_fts(rowid, subject, body, inboxes)
+        VALUES (new.id, new.subject, new.body, new.inboxes);
+END;
+CREATE TRIGGER emails_fts_ad AFTER DELETE ON emails BEGIN
+    INSERT INTO emails_fts(emails_fts, rowid, subject, body, inboxes)
+        VALUES ('delete', old.id, old.subject, old.body, old.inboxes);
+    DELETE FROM recipients WHERE email_id = old.id;
+    DELETE FROM inbox_members WHERE email_id = old.id;
+END;
+CREATE TRIGGER emails_fts_au AFTER UPDATE ON emails BEGIN
+    INSERT INTO emails_fts(emails_fts, rowid, subject, body, inboxes)
+        VALUES ('delete', old.id, old.subject, old.body, old.inboxes);
+    INSERT INTO emails_fts(rowid, subject, body, inboxes)
+        VALUES (new.id, new.subject, new.body, new.inboxes);
+END;
+CREATE TRIGGER inbox_members_ai AFTER INSERT ON inbox_members BEGIN
+    INSERT OR IGNORE INTO inbox_keys(address) VALUES (new.inbox);
+    UPDATE emails SET inboxes = ltrim(inboxes || ' m' ||
+        (SELECT key FROM inbox_keys WHERE address = new.inbox)) WHERE id = new.email_id;
+END;
+CREATE TRIGGER inbox_members_ad AFTER DELETE ON inbox_members BEGIN
+    UPDATE emails SET inboxes = trim(replace(' ' || inboxes || ' ', ' m' ||
+        (SELECT key FROM inbox_keys WHERE address = old.inbox) || ' ', ' ')) WHERE id = old.email_id;
+END;
+"""
+
+
+def clean_text(text: Any) -> str:
+    """``text`` as a string SQLite accepts: lone surrogates replaced, NUL turned into a space."""
+    s = text if isinstance(text, str) else str(text)
+    return s.encode("utf-8", "replace").decode("utf-8").replace("\x00", " ")
+
+
+def clean_address(text: Any) -> str:
+    return clean_text(text).strip().lower()
+
+
+# ---------------------------------------------------------------- mail text
+
+
+def parse_addresses(value: Any) -> list[str]:
+    """Lower-cased addresses from a list, an array, or a comma-separated header string."""
+    if value is None:
+        return []
+    items = [value] if isinstance(value, str) else list(value)
+    out = []
+    for item in items:
+        if item is None:
+            continue
+        text = str(item)
+        found = [a for _, a in getaddresses([text]) if a and "@" in a]
+        if not found:
+            found = [t for t in (p.strip() for p in text.replace(";", ",").split(",")) if t]
+        out.extend(a.strip().strip("<>").lower() for a in found)
+    return [a for a in out if a]
+
+
+class _HTMLText(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.skip = 0
+
+    def handle_starttag(self, tag: str, attrs: Any) -> None:
+        if tag in ("script", "style"):
+            self.skip += 1
+        elif tag in _BLOCK_TAGS:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style"):
+            self.skip = max(0, self.skip - 1)
+        elif tag in _BLOCK_TAGS:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self.skip:
+            self.parts.append(data)
+
+
+def html_to_text(html: str) -> str:
+    """Visible text of an HTML document: scripts and styles dropped, block tags as newlines."""
+    parser = _HTMLText()
+    try:
+        parser.feed(html)
+        parser.close()
+    except Exception:  # html.parser is lenient; keep whatever was collected
+        pass
+    lines = (" ".join(line.split()) for line in "".join(parser.parts).splitlines())
+    text, blank = [], False
+    for line in lines:
+        if line or not blank:
+            text.append(line)
+        blank = not line
+    return "\n".join(text).strip()
+
+
+def decode_bytes(payload: bytes, charset: str | None) -> tuple[str, bool]:
+    """``payload`` as text and whether a fallback was needed (declared charset, UTF-8, Latin-1)."""
+    for i, cs in enumerate([c for c in (charset, "utf-8") if c]):
+        try:
+            return payload.decode(cs), i > 0 and charset is not None
+        except (LookupError, UnicodeDecodeError):
+            continue
+    return payload.decode("latin-1"), True

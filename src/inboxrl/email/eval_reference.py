@@ -44,6 +44,7 @@ class ReferenceSummary:
     read: float
     sources: float
     judge_errors: int
+    rollout_errors: int  # episodes where the store or a tool failed (not the agent's fault)
     avg_searches: float
     avg_reads: float
     avg_turns: float
@@ -65,6 +66,7 @@ def summarize(episodes: Sequence[ReferenceEpisode], mode: str = "") -> Reference
         idk=share("returned_idk"), found=share("found_reference"), read=share("read_reference"),
         sources=share("sources_correct"),
         judge_errors=sum(e.rubric.judge_error is not None for e in episodes),
+        rollout_errors=sum(e.rubric.rollout_error is not None for e in episodes),
         avg_searches=mean([e.rubric.num_searches for e in episodes]),
         avg_reads=mean([e.rubric.num_reads for e in episodes]),
         avg_turns=mean([e.rubric.num_turns for e in episodes]),
@@ -77,7 +79,8 @@ def format_summary(s: ReferenceSummary) -> str:
             f"answered {s.attempted:.2f}, idk {s.idk:.2f} | found {s.found:.2f}, read {s.read:.2f}, "
             f"sources {s.sources:.2f} | searches {s.avg_searches:.2f}, reads {s.avg_reads:.2f}, "
             f"turns {s.avg_turns:.2f} | reward {s.avg_reward:.3f}"
-            + (f" | judge errors {s.judge_errors}" if s.judge_errors else ""))
+            + (f" | judge errors {s.judge_errors}" if s.judge_errors else "")
+            + (f" | TOOL ERRORS {s.rollout_errors}" if s.rollout_errors else ""))
 
 
 def print_summary(episodes: Sequence[ReferenceEpisode], mode: str = "",
@@ -86,3 +89,30 @@ def print_summary(episodes: Sequence[ReferenceEpisode], mode: str = "",
     summary = summarize(episodes, mode)
     print(format_summary(summary), file=file)
     return summary
+
+
+def judge_from_config(cfg: Any) -> Judge:
+    """The judge a config asks for (``judge``, ``judge_base_url``, ``judge_model``,
+    ``judge_api_key_env``; the LLM judge caches under ``output_dir/judge_cache``)."""
+    from inboxrl.email.judge import make_judge
+
+    if cfg.judge == "llm":
+        return make_judge("llm", base_url=cfg.judge_base_url, model=cfg.judge_model,
+                          api_key_env=cfg.judge_api_key_env,
+                          cache_dir=str(Path(cfg.output_dir) / "judge_cache"))
+    return make_judge("normalized")
+
+
+def main(args: Any, cfg: Any) -> int:
+    """``inboxrl eval-reference``: run the reference agent (``args.agent_mode``) over the
+    run's validation scenarios (the configured data, or the embedded synthetic inbox) with
+    ``cfg.max_turns`` and ``cfg.seed``, and print the summary line. Returns 0."""
+    from inboxrl.run.data import resolve_data
+
+    data = resolve_data(cfg)
+    mode = getattr(args, "agent_mode", "read")
+    episodes = evaluate_reference_agent(data.db_path, data.validation, judge_from_config(cfg),
+                                        cfg.max_turns, mode, cfg.seed)
+    print(f"data: {data.source}; {len(data.validation)} validation scenarios; max_turns {cfg.max_turns}")
+    print_summary(episodes, mode)
+    return 0

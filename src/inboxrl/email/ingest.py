@@ -29,17 +29,15 @@ from email import policy
 from email.header import decode_header, make_header
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser, BytesParser
-from email.utils import getaddresses
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-from inboxrl.email.build_report import DEFAULT_DATE, BuildOptions, BuildReport, IngestReport, normalize_date
+from inboxrl.email.build_report import (DEFAULT_DATE, BuildOptions, BuildReport, IngestReport,
+                                        decode_bytes, html_to_text, normalize_date, parse_addresses)
 from inboxrl.email.types import Email
 
 PARQUET_COLUMNS = ("message_id", "subject", "from", "to", "cc", "bcc", "date", "body", "file_name")
 OWNER_SAMPLE_FILES = 2000
-_BLOCK_TAGS = {"br", "p", "div", "tr", "li", "h1", "h2", "h3", "h4", "h5", "h6", "table", "hr"}
 
 
 class IngestError(Exception):
@@ -58,73 +56,6 @@ class RecordStream:
 
 
 # ---------------------------------------------------------------- addresses, text, html
-
-
-def _addresses(value: Any) -> list[str]:
-    """Lower-cased addresses from a list, an array, or a comma-separated header string."""
-    if value is None:
-        return []
-    items = [value] if isinstance(value, str) else list(value)
-    out = []
-    for item in items:
-        if item is None:
-            continue
-        text = str(item)
-        found = [a for _, a in getaddresses([text]) if a and "@" in a]
-        if not found:
-            found = [t for t in (p.strip() for p in text.replace(";", ",").split(",")) if t]
-        out.extend(a.strip().strip("<>").lower() for a in found)
-    return [a for a in out if a]
-
-
-class _HTMLText(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self.skip = 0
-
-    def handle_starttag(self, tag: str, attrs: Any) -> None:
-        if tag in ("script", "style"):
-            self.skip += 1
-        elif tag in _BLOCK_TAGS:
-            self.parts.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("script", "style"):
-            self.skip = max(0, self.skip - 1)
-        elif tag in _BLOCK_TAGS:
-            self.parts.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        if not self.skip:
-            self.parts.append(data)
-
-
-def html_to_text(html: str) -> str:
-    """Visible text of an HTML document: scripts and styles dropped, block tags as newlines."""
-    parser = _HTMLText()
-    try:
-        parser.feed(html)
-        parser.close()
-    except Exception:  # html.parser is lenient; keep whatever was collected
-        pass
-    lines = (" ".join(line.split()) for line in "".join(parser.parts).splitlines())
-    text, blank = [], False
-    for line in lines:
-        if line or not blank:
-            text.append(line)
-        blank = not line
-    return "\n".join(text).strip()
-
-
-def decode_bytes(payload: bytes, charset: str | None) -> tuple[str, bool]:
-    """``payload`` as text and whether a fallback was needed (declared charset, UTF-8, Latin-1)."""
-    for i, cs in enumerate([c for c in (charset, "utf-8") if c]):
-        try:
-            return payload.decode(cs), i > 0 and charset is not None
-        except (LookupError, UnicodeDecodeError):
-            continue
-    return payload.decode("latin-1"), True
 
 
 # ---------------------------------------------------------------- RFC 822 messages
@@ -168,9 +99,9 @@ def _header_addresses(msg: EmailMessage, name: str) -> list[str]:
         if value is None:
             return []
         found = [a.addr_spec for a in value.addresses if a.addr_spec and a.addr_spec != "<>"]
-        return _addresses(found) if found else _addresses(str(value))
+        return parse_addresses(found) if found else parse_addresses(str(value))
     except Exception:
-        return _addresses(_raw_header(msg, name))
+        return parse_addresses(_raw_header(msg, name))
 
 
 def _text_part(msg: EmailMessage) -> EmailMessage | None:
@@ -365,15 +296,15 @@ def _row_email(row: dict[str, Any], where: str, report: IngestReport) -> Email:
     if not mid:
         report.missing_message_id += 1
         mid = f"<{hashlib.sha1(where.encode()).hexdigest()[:24]}@inboxrl.ingest>"
-    senders = _addresses(row.get("from"))
+    senders = parse_addresses(row.get("from"))
     report.missing_from += not senders
     subject = " ".join(str(row.get("subject") or "").split())
     report.missing_subject += not subject
     body = str(row.get("body") or "")
     report.empty_body += not body.strip()
     return Email(message_id=mid, date=_date(row.get("date"), report), subject=subject,
-                 from_address=senders[0] if senders else "", to=_addresses(row.get("to")),
-                 cc=_addresses(row.get("cc")), bcc=_addresses(row.get("bcc")), body=body,
+                 from_address=senders[0] if senders else "", to=parse_addresses(row.get("to")),
+                 cc=parse_addresses(row.get("cc")), bcc=parse_addresses(row.get("bcc")), body=body,
                  file_name=row.get("file_name") or where)
 
 

@@ -8,6 +8,7 @@ records ``judge_error`` (the rollout is then neither rewarded nor punished for i
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -188,7 +189,7 @@ class LLMJudge:
 
     def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY",
                  timeout: float = 30, retries: int = 3, backoff: float = 0.5,
-                 cache_dir: str | Path | None = None, max_tokens: int = 8):
+                 cache_dir: str | Path | None = None, max_tokens: int | None = 8):
         self.url = _endpoint(base_url)
         self.model, self.api_key_env = model, api_key_env
         self.timeout, self.retries, self.backoff = timeout, max(0, int(retries)), backoff
@@ -220,9 +221,12 @@ class LLMJudge:
     def _payload(self, question: str, reference: str, answer: str) -> bytes:
         user = f"Question: {question}\nReference answer: {reference}\nCandidate answer: {answer}\n" \
                "Is the candidate answer correct? Reply yes or no."
-        return json.dumps({"model": self.model, "temperature": 0, "max_tokens": self.max_tokens,
-                           "messages": [{"role": "system", "content": JUDGE_SYSTEM_PROMPT},
-                                        {"role": "user", "content": user}]}).encode("utf-8")
+        body: dict[str, Any] = {"model": self.model, "temperature": 0,
+                                "messages": [{"role": "system", "content": JUDGE_SYSTEM_PROMPT},
+                                             {"role": "user", "content": user}]}
+        if self.max_tokens is not None:  # None: leave the limit to the server
+            body["max_tokens"] = self.max_tokens
+        return json.dumps(body).encode("utf-8")
 
     def _ask(self, question: str, reference: str, answer: str) -> bool:
         headers = {"Content-Type": "application/json"}
@@ -242,6 +246,8 @@ class LLMJudge:
             raise _Fatal(detail) from e
         except (TimeoutError, socket.timeout) as e:
             raise _Retryable(f"timed out after {self.timeout}s") from e
+        except http.client.HTTPException as e:  # e.g. a truncated or malformed response
+            raise _Retryable(f"bad HTTP response from {self.url}: {type(e).__name__}") from e
         except (urllib.error.URLError, ConnectionError, OSError) as e:
             reason = getattr(e, "reason", e)
             if isinstance(reason, (TimeoutError, socket.timeout)):

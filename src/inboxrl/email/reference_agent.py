@@ -31,6 +31,7 @@ from inboxrl.email.tools import ANSWER, READ, SEARCH
 from inboxrl.email.types import Scenario
 
 IDK = "I don't know"
+ROOMY_TURNS = 6  # turns left at the start for the agent to risk a too-narrow first search
 # question words that name the kind of value asked for; rarely in the email itself
 _ASK_WORDS = frozenset("""amount number code date time price volume budget cost center target
 approved agreed issued used booked start held scheduled due finish go live fixed hotel
@@ -128,11 +129,12 @@ class ReferenceAgent:
         strong = [t for t in terms if _strong(t)]
         return strong + [t for t in terms if t not in strong]
 
-    def first_keywords(self, question: str) -> list[str]:
-        """One sampled choice of first-search keywords (see the class docstring)."""
+    def first_keywords(self, question: str, roomy: bool = True) -> list[str]:
+        """One sampled choice of first-search keywords (see the class docstring); the
+        often-too-narrow full choice only when ``roomy`` (turns to spare for broadening)."""
         terms = self.specific_terms(question) or key_terms(question) or question.split()[:3]
         x = self.rng.random()
-        if x < self.p_full:
+        if x < self.p_full and roomy:
             return key_terms(question) or terms
         if x < self.p_full + self.p_broad:
             pool = terms[:4]
@@ -166,28 +168,33 @@ class ReferenceAgent:
 
     # -- the policy -------------------------------------------------------------------------
     def act(self, scenario: Scenario, history: History, turns_left: int | None = None) -> ToolCall:
-        """The next tool call given the (call, observation) pairs so far. With
-        ``turns_left == 1`` it answers (or says "I don't know") rather than search or read."""
+        """The next tool call given the (call, observation) pairs so far.
+
+        ``turns_left`` (None: unlimited) makes the agent plan within its budget: the full-
+        question first search only with ``ROOMY_TURNS`` or more turns, a distractor read first
+        only with three or more left (distractor, reference, answer), and with one left it
+        answers (or says "I don't know") rather than search or read."""
         if self.mode == "snippet":
             return self._act_snippet(scenario, history)
         st = _State.of(history)
         q = scenario.question
         if not st.searches:
-            return self._search(self.first_keywords(q))
+            return self._search(self.first_keywords(q, turns_left is None or turns_left >= ROOMY_TURNS))
         accepted = self._accepted(q, st)
         if accepted is not None or turns_left == 1:
-            return self._answer(q, st, accepted)
+            return self._answer(accepted)
         unread = self._ranked_unread(q, st)
         if unread and (len(st.reads) < self.max_reads or self._covers_all(q, st, unread[0])):
             pick = unread[0]
-            if not st.reads and len(unread) > 1 and self.rng.random() < self.p_distractor_first:
+            spare = turns_left is None or turns_left >= 3
+            if not st.reads and len(unread) > 1 and spare and self.rng.random() < self.p_distractor_first:
                 pick = unread[1]
             return ToolCall(READ, {"message_id": pick})
         if len(st.searches) < self.max_searches:
             kw = self.next_keywords(st, q)
             if kw is not None:
                 return self._search(kw)
-        return self._answer(q, st, None)
+        return self._answer(None)
 
     def _act_snippet(self, scenario: Scenario, history: History) -> ToolCall:
         if not history:
@@ -249,14 +256,11 @@ class ReferenceAgent:
                 best = (key, mid, found.value)
         return None if best is None else (best[1], best[2])
 
-    def _answer(self, q: str, st: _State, accepted: tuple[str, str] | None) -> ToolCall:
-        if accepted is None:  # best effort: the read email that matches the question best
-            tries = [(match_score(q, f"{e['subject']} {e['body']}"), mid, extract_answer(q, e["body"]))
-                     for mid, e in st.reads.items() if e is not None]
-            tries = [t for t in tries if t[2] is not None and t[0] >= 0.5]
-            if tries:
-                _, mid, found = max(tries, key=lambda t: t[0])
-                accepted = (mid, found.value)
+    @staticmethod
+    def _answer(accepted: tuple[str, str] | None) -> ToolCall:
+        """The final answer with its source, or "I don't know" when no read email passed
+        :meth:`_accepted` (a guess from an email that lacks the question's terms is more
+        often wrong than right, and wrong costs more than "I don't know")."""
         if accepted is None:
             return ToolCall(ANSWER, {"answer": IDK, "sources": []})
         return ToolCall(ANSWER, {"answer": accepted[1], "sources": [accepted[0]]})

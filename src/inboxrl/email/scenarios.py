@@ -42,7 +42,7 @@ def _files(path: Path) -> list[Path]:
         if (path / name).is_file():
             return [path / name]
     found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in _SUFFIXES
-                   and p.name != "emails.jsonl" and not p.name.startswith("."))
+                   and p.name not in ("emails.jsonl", "manifest.json") and not p.name.startswith("."))
     if not found:
         raise ScenarioError(f"{path}: directory holds no .jsonl, .json or .parquet scenario file")
     return found

@@ -14,6 +14,8 @@ Schema (``SCHEMA_VERSION`` 1):
 * ``inbox_members(inbox, email_id)``: a message belongs to an inbox when that address sent it,
   received it (to / cc / bcc) or when it was ingested for that owner. This table is the
   authority: every search and read joins it.
+* ``message_aliases(message_id, email_id)``: ids of skipped content duplicates (the same mail
+  under another Message-ID, e.g. in two Enron mailboxes); ``read`` resolves them.
 * ``store_meta(key, value)``: ``format = inboxrl-email-store`` marks the file as ours.
 
 Date filters: ``sent_after`` is inclusive (the message was sent on that day or later),
@@ -34,97 +36,16 @@ from typing import Any
 
 from tqdm import tqdm
 
-from inboxrl.email.build_report import DEFAULT_DATE, BuildOptions, BuildReport, normalize_date
+from inboxrl.email.build_report import (DEFAULT_DATE, FORMAT, SCHEMA_INDEXES, SCHEMA_TABLES, SCHEMA_TRIGGERS,
+                                        SCHEMA_VERSION, BuildOptions, BuildReport, clean_address, clean_text,
+                                        normalize_date)
 from inboxrl.email.types import Email, Scenario, SearchHit
 
-FORMAT = "inboxrl-email-store"
-SCHEMA_VERSION = "1"
 SNIPPET_TOKENS = 16
 _BRACKETS = "<>"
 
-_TABLES = """
-CREATE TABLE store_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE emails(
-    id INTEGER PRIMARY KEY,
-    message_id TEXT NOT NULL,
-    date TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    from_address TEXT NOT NULL COLLATE NOCASE,
-    body TEXT NOT NULL,
-    file_name TEXT,
-    inboxes TEXT NOT NULL DEFAULT ''
-);
-CREATE TABLE recipients(
-    email_id INTEGER NOT NULL REFERENCES emails(id),
-    address TEXT NOT NULL COLLATE NOCASE,
-    kind TEXT NOT NULL CHECK (kind IN ('to', 'cc', 'bcc'))
-);
-CREATE TABLE inbox_members(
-    inbox TEXT NOT NULL COLLATE NOCASE,
-    email_id INTEGER NOT NULL REFERENCES emails(id),
-    PRIMARY KEY (inbox, email_id)
-) WITHOUT ROWID;
-CREATE TABLE inbox_keys(
-    key INTEGER PRIMARY KEY,
-    address TEXT NOT NULL UNIQUE COLLATE NOCASE
-);
-CREATE VIRTUAL TABLE emails_fts USING fts5(
-    subject, body, inboxes, content='emails', content_rowid='id',
-    tokenize='porter unicode61 remove_diacritics 2'
-);
-"""
-
-# Created after the bulk load: building an index once is much faster than keeping it up to date.
-_INDEXES = """
-CREATE UNIQUE INDEX idx_emails_message_id ON emails(message_id);
-CREATE INDEX idx_emails_from ON emails(from_address);
-CREATE INDEX idx_emails_date ON emails(date);
-CREATE INDEX idx_recipients_address ON recipients(address, email_id);
-CREATE INDEX idx_recipients_email ON recipients(email_id);
-CREATE INDEX idx_inbox_members_email ON inbox_members(email_id);
-"""
-
-_TRIGGERS = """
-CREATE TRIGGER emails_fts_ai AFTER INSERT ON emails BEGIN
-    INSERT INTO emails_fts(rowid, subject, body, inboxes)
-        VALUES (new.id, new.subject, new.body, new.inboxes);
-END;
-CREATE TRIGGER emails_fts_ad AFTER DELETE ON emails BEGIN
-    INSERT INTO emails_fts(emails_fts, rowid, subject, body, inboxes)
-        VALUES ('delete', old.id, old.subject, old.body, old.inboxes);
-    DELETE FROM recipients WHERE email_id = old.id;
-    DELETE FROM inbox_members WHERE email_id = old.id;
-END;
-CREATE TRIGGER emails_fts_au AFTER UPDATE ON emails BEGIN
-    INSERT INTO emails_fts(emails_fts, rowid, subject, body, inboxes)
-        VALUES ('delete', old.id, old.subject, old.body, old.inboxes);
-    INSERT INTO emails_fts(rowid, subject, body, inboxes)
-        VALUES (new.id, new.subject, new.body, new.inboxes);
-END;
-CREATE TRIGGER inbox_members_ai AFTER INSERT ON inbox_members BEGIN
-    INSERT OR IGNORE INTO inbox_keys(address) VALUES (new.inbox);
-    UPDATE emails SET inboxes = ltrim(inboxes || ' m' ||
-        (SELECT key FROM inbox_keys WHERE address = new.inbox)) WHERE id = new.email_id;
-END;
-CREATE TRIGGER inbox_members_ad AFTER DELETE ON inbox_members BEGIN
-    UPDATE emails SET inboxes = trim(replace(' ' || inboxes || ' ', ' m' ||
-        (SELECT key FROM inbox_keys WHERE address = old.inbox) || ' ', ' ')) WHERE id = old.email_id;
-END;
-"""
-
-
 class StoreError(Exception):
     """The store cannot be opened or built; the message says why in one line."""
-
-
-def _clean(text: Any) -> str:
-    """``text`` as a string SQLite accepts: lone surrogates replaced, NUL turned into a space."""
-    s = text if isinstance(text, str) else str(text)
-    return s.encode("utf-8", "replace").decode("utf-8").replace("\x00", " ")
-
-
-def _addr(text: Any) -> str:
-    return _clean(text).strip().lower()
 
 
 def fts_query(keywords: Sequence[str] | str) -> str | None:
@@ -138,7 +59,7 @@ def fts_query(keywords: Sequence[str] | str) -> str | None:
         keywords = [keywords]
     parts = []
     for k in keywords:
-        k = _clean(k).strip()
+        k = clean_text(k).strip()
         if any(ch.isalnum() for ch in k):
             parts.append('"' + k.replace('"', '""') + '"')
     return " AND ".join(parts) if parts else None
@@ -146,7 +67,7 @@ def fts_query(keywords: Sequence[str] | str) -> str | None:
 
 def _id_variants(message_id: Any) -> list[str]:
     """The id as given (stripped) and with angle brackets added or removed."""
-    mid = _clean(message_id).strip()
+    mid = clean_text(message_id).strip()
     bare = mid.strip(_BRACKETS)
     return list(dict.fromkeys([mid, f"<{bare}>", bare]))
 
@@ -209,19 +130,19 @@ class EmailStore:
         inbox_token = self._inbox_token(inbox) if match is not None else None
         if match is not None and inbox_token is None:
             return []
-        where, params = ["m.inbox = ?"], [_addr(inbox)]
+        where, params = ["m.inbox = ?"], [clean_address(inbox)]
         if from_addr:
             where.append("e.from_address = ?")
-            params.append(_addr(from_addr))
+            params.append(clean_address(from_addr))
         if to_addr:
             where.append("EXISTS (SELECT 1 FROM recipients r WHERE r.email_id = e.id AND r.address = ?)")
-            params.append(_addr(to_addr))
+            params.append(clean_address(to_addr))
         if sent_after:
             where.append("e.date >= ?")
-            params.append(_clean(sent_after).strip())
+            params.append(clean_text(sent_after).strip())
         if sent_before:
             where.append("e.date < ?")
-            params.append(_clean(sent_before).strip())
+            params.append(clean_text(sent_before).strip())
         cols = "e.id, e.message_id, e.subject, e.from_address, e.date"
         if match is None:
             sql = (f"SELECT {cols}, substr(e.body, 1, 160) FROM inbox_members m "
@@ -247,27 +168,27 @@ class EmailStore:
         return hits
 
     def _inbox_token(self, inbox: str) -> str | None:
-        rows = self._all("SELECT key FROM inbox_keys WHERE address = ?", (_addr(inbox),))
+        rows = self._all("SELECT key FROM inbox_keys WHERE address = ?", (clean_address(inbox),))
         return f"m{rows[0][0]}" if rows else None
 
     def _find(self, inbox: str | None, message_id: Any) -> tuple | None:
         cols = "e.id, e.message_id, e.date, e.subject, e.from_address, e.body, e.file_name"
-        for mid in _id_variants(message_id):
-            if inbox is None:
-                sql, params = f"SELECT {cols} FROM emails e WHERE e.message_id = ?", (mid,)
-            else:
-                sql = (f"SELECT {cols} FROM emails e JOIN inbox_members m ON m.email_id = e.id "
-                       "AND m.inbox = ? WHERE e.message_id = ?")
-                params = (_addr(inbox), mid)
-            rows = self._all(sql, params)
-            if rows:
-                return rows[0]
+        scope = "" if inbox is None else "JOIN inbox_members m ON m.email_id = e.id AND m.inbox = ?"
+        scope_params = () if inbox is None else (clean_address(inbox),)
+        for source in ("emails e", "message_aliases a JOIN emails e ON e.id = a.email_id"):
+            column = "e.message_id" if source == "emails e" else "a.message_id"
+            for mid in _id_variants(message_id):
+                rows = self._all(f"SELECT {cols} FROM {source} {scope} WHERE {column} = ?",
+                                 (*scope_params, mid))
+                if rows:
+                    return rows[0]
         return None
 
     def read(self, inbox: str, message_id: str) -> Email | None:
         """The full message, or None when no message with that id belongs to ``inbox``.
 
-        The id is matched as given and with its angle brackets added or removed."""
+        The id is matched as given and with its angle brackets added or removed; the id of a
+        skipped content duplicate gives the stored copy (whose ``message_id`` is returned)."""
         row = self._find(inbox, message_id)
         if row is None:
             return None
@@ -292,7 +213,7 @@ class EmailStore:
         return [r[0] for r in self._all("SELECT DISTINCT inbox FROM inbox_members ORDER BY inbox")]
 
     def inbox_size(self, inbox: str) -> int:
-        return self._all("SELECT COUNT(*) FROM inbox_members WHERE inbox = ?", (_addr(inbox),))[0][0]
+        return self._all("SELECT COUNT(*) FROM inbox_members WHERE inbox = ?", (clean_address(inbox),))[0][0]
 
     def count(self) -> int:
         """Number of stored messages."""
@@ -302,7 +223,7 @@ class EmailStore:
         return dict(self._all("SELECT key, value FROM store_meta"))
 
 
-def _run_script(conn: sqlite3.Connection, script: str) -> None:
+def run_script(conn: sqlite3.Connection, script: str) -> None:
     """Run ``script`` statement by statement inside the open transaction (``executescript``
     would commit first)."""
     statement = ""
@@ -313,7 +234,7 @@ def _run_script(conn: sqlite3.Connection, script: str) -> None:
             statement = ""
 
 
-def _key(*parts: str) -> int:
+def content_key(*parts: str) -> int:
     h = hashlib.blake2b(digest_size=8)
     for p in parts:
         h.update(p.encode("utf-8", "replace"))
@@ -321,7 +242,7 @@ def _key(*parts: str) -> int:
     return int.from_bytes(h.digest(), "little")
 
 
-class _Builder:
+class StoreBuilder:
     """Cleans, de-duplicates and batches records into an open, empty database."""
 
     def __init__(self, conn: sqlite3.Connection, options: BuildOptions, report: BuildReport):
@@ -330,21 +251,22 @@ class _Builder:
         self.by_content: dict[int, int] = {}
         self.next_id = 1
         self.inbox_keys: dict[str, int] = {}
-        self.late_members: list[tuple[str, int]] = []
+        self.late_members: list[tuple[str, int]] = []  # owners of skipped duplicates
         self.emails: list[tuple] = []
+        self.aliases: list[tuple[str, int]] = []
         self.recipients: list[tuple] = []
         self.members: list[tuple] = []
 
     def add(self, email: Email, owners: Iterable[str]) -> None:
         rep, opt = self.report, self.options
         rep.read += 1
-        owners = [_addr(o) for o in owners or () if o and str(o).strip()]
-        kinds = {k: [_addr(a) for a in getattr(email, k) or () if a and str(a).strip()]
+        owners = [clean_address(o) for o in owners or () if o and str(o).strip()]
+        kinds = {k: [clean_address(a) for a in getattr(email, k) or () if a and str(a).strip()]
                  for k in ("to", "cc", "bcc")}
         if sum(len(v) for v in kinds.values()) > opt.max_recipients:
             rep.mass_mail_skipped += 1
             return
-        body, subject, sender = _clean(email.body or ""), _clean(email.subject or ""), _addr(email.from_address or "")
+        body, subject, sender = clean_text(email.body or ""), clean_text(email.subject or ""), clean_address(email.from_address or "")
         if len(body.strip()) < opt.min_body_chars:
             rep.too_short_skipped += 1
             return
@@ -352,28 +274,29 @@ class _Builder:
         if date is None:
             date = DEFAULT_DATE
             rep.missing_date_defaulted += 1
-        content = _key(sender, date, subject, body)
-        mid = _clean(email.message_id or "").strip()
+        content = content_key(sender, date, subject, body)
+        mid = clean_text(email.message_id or "").strip()
         if not mid:
             mid = f"<{content:016x}@inboxrl.generated>"
             rep.missing_id_generated += 1
-        existing = self.by_id.get(_key(mid))
+        existing = self.by_id.get(content_key(mid))
         if existing is None and content in self.by_content:
             existing = self.by_content[content]
             rep.duplicate_content += 1
+            self.by_id[content_key(mid)] = existing
+            self.aliases.append((mid, existing))
         elif existing is not None:
             rep.duplicate_ids += 1
         if existing is not None:
             rep.duplicates += 1
-            self.members.extend((o, existing) for o in owners)
-            self.late_members.extend((self._token(o), existing) for o in owners)
+            self.late_members.extend((o, existing) for o in owners)
             return
         if len(body) > opt.max_body_chars:
             body = body[:opt.max_body_chars]
             rep.truncated += 1
         eid = self.next_id
         self.next_id += 1
-        self.by_id[_key(mid)] = eid
+        self.by_id[content_key(mid)] = eid
         self.by_content[content] = eid
         addresses = {sender, *owners}
         for kind, addrs in kinds.items():
@@ -397,7 +320,7 @@ class _Builder:
         c = self.conn
         c.executemany("INSERT INTO emails VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self.emails)
         c.executemany("INSERT INTO recipients VALUES (?, ?, ?)", self.recipients)
-        c.executemany("INSERT OR IGNORE INTO inbox_members VALUES (?, ?)", self.members)
+        c.executemany("INSERT INTO inbox_members VALUES (?, ?)", self.members)
         self.report.recipients += len(self.recipients)
         self.emails, self.recipients, self.members = [], [], []
 
@@ -405,13 +328,17 @@ class _Builder:
         """Indexes, the FTS index in one pass, the sync triggers and the format marker."""
         self.flush()
         c = self.conn
+        late = sorted(set(self.late_members))
+        late_tokens = [(self._token(o), o, eid) for o, eid in late]
+        c.executemany("INSERT OR IGNORE INTO message_aliases VALUES (?, ?)", self.aliases)
         c.executemany("INSERT INTO inbox_keys VALUES (?, ?)", ((k, a) for a, k in self.inbox_keys.items()))
-        c.executemany("UPDATE emails SET inboxes = inboxes || ' ' || ?1 WHERE id = ?2 "
-                      "AND instr(' ' || inboxes || ' ', ' ' || ?1 || ' ') = 0", self.late_members)
-        _run_script(c, _INDEXES)
+        run_script(c, SCHEMA_INDEXES)
+        c.executemany("UPDATE emails SET inboxes = inboxes || ' ' || ?1 WHERE id = ?3 AND NOT EXISTS "
+                      "(SELECT 1 FROM inbox_members WHERE email_id = ?3 AND inbox = ?2)", late_tokens)
+        c.executemany("INSERT OR IGNORE INTO inbox_members VALUES (?, ?)", late)
         c.execute("INSERT INTO emails_fts(emails_fts) VALUES ('rebuild')")
         c.execute("INSERT INTO emails_fts(emails_fts) VALUES ('optimize')")
-        _run_script(c, _TRIGGERS)
+        run_script(c, SCHEMA_TRIGGERS)
         rep = self.report
         rep.memberships = c.execute("SELECT COUNT(*) FROM inbox_members").fetchone()[0]
         rep.inboxes = c.execute("SELECT COUNT(DISTINCT inbox) FROM inbox_members").fetchone()[0]
@@ -443,9 +370,9 @@ def build_store(db_path: str | Path, records: Iterable[tuple[Email, Sequence[str
             for pragma in ("journal_mode = OFF", "synchronous = OFF", "cache_size = -262144",
                            "temp_store = MEMORY", "locking_mode = EXCLUSIVE"):
                 conn.execute(f"PRAGMA {pragma}")
-            conn.executescript(_TABLES)
+            conn.executescript(SCHEMA_TABLES)
             conn.execute("BEGIN")
-            builder = _Builder(conn, options, report)
+            builder = StoreBuilder(conn, options, report)
             for email, owners in tqdm(records, disable=not progress, unit=" emails",
                                       desc="build-db", mininterval=1.0):
                 builder.add(email, owners)

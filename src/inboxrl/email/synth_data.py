@@ -150,14 +150,15 @@ def ensure_default_dataset(cache_dir: str | Path | None = None, seed: int = DEFA
                            test_fraction=DEFAULT_TEST_FRACTION)
         _check(tmp, result)
         tmp.chmod(0o755)  # mkdtemp creates an owner-only directory
-        if final.exists():  # a broken or outdated copy: move it aside, then drop it
-            stale = final.with_name(f".{final.name}.stale-{os.getpid()}")
-            os.rename(final, stale)
-            shutil.rmtree(stale, ignore_errors=True)
-        try:
-            os.rename(tmp, final)
-        except OSError:  # another process finished first
-            pass
+        if _load_cached(final) is None:  # else another process finished first: use theirs
+            if final.exists():  # a broken or outdated copy: move it aside, then drop it
+                stale = final.with_name(f".{final.name}.stale-{os.getpid()}")
+                os.rename(final, stale)
+                shutil.rmtree(stale, ignore_errors=True)
+            try:
+                os.rename(tmp, final)
+            except OSError:  # another process renamed its copy in just now
+                pass
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     cached = _load_cached(final)

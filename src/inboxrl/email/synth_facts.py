@@ -37,6 +37,7 @@ class Member:
     questions: dict[str, str] = field(default_factory=dict)  # type -> question text
     answers: dict[str, str] = field(default_factory=dict)  # type -> answer value
     request: str = ""  # what the recipient asked for, when the email answers a request
+    topic: str = ""  # the request's subject: the family key and specific, no values
 
 
 @dataclass
@@ -122,6 +123,7 @@ def make_invoice(mb: Mailbox, k: int) -> Family:
             "due": f"By what date is the {label} {service} invoice from {partner.name} due?"}
         m.answers = {"amount": amount, "number": inv, "due": due}
         m.request = f"could you send over the {service} invoice for {label}"
+        m.topic = f"{partner.name} {service} invoice, {label}"
         members.append(m)
     return Family("invoice", (partner.name, service), [partner.short, "invoice"], members)
 
@@ -131,7 +133,7 @@ def make_meeting(mb: Mailbox, k: int) -> Family:
     project = pick(r, mb.world.projects)
     kinds = r.sample(V.MEETING_TYPES, k)
     organizer = pick(r, mb.colleagues)
-    days = _ordered_days(mb, k, 0, 690, 20)
+    days = _ordered_days(mb, k, 5, 690, 20)
     members = []
     for kind, day in zip(kinds, days):
         when = day + r.randint(3, 21)
@@ -148,6 +150,7 @@ def make_meeting(mb: Mailbox, k: int) -> Family:
             "time": f"What time does the {kind} meeting for Project {project} start?"}
         m.answers = {"date": date, "place": place, "time": time}
         m.request = f"when and where is the {kind} meeting for Project {project}"
+        m.topic = m.subject
         members.append(m)
     return Family("meeting", (project,), [project.split()[1], "meeting"], members)
 
@@ -187,12 +190,12 @@ def make_po(mb: Mailbox, k: int) -> Family:
     sites = r.sample(V.SITES, k)
     buyer = pick(r, mb.colleagues)
     members = []
-    for site, day in zip(sites, _ordered_days(mb, k, 0, 680, 10)):
+    for site, day in zip(sites, _ordered_days(mb, k, 5, 680, 10)):
         po, amount = code(mb, "PO"), money(mb, 20_000, 2_500_000, 500)
         finish = long_date(day + r.randint(30, 120))
         text = _text(mb, "po", po=po, vendor=vendor.name, item=item, site=site, amount=amount,
                      finish=finish)
-        m = Member(day, f"PO {po} - {item}, {site}", [text], buyer,
+        m = Member(day, f"{po} - {item}, {site}", [text], buyer,
                    [mb.owner, _contact(mb, vendor)])
         m.questions = {
             "po": f"What PO number was issued to {vendor.name} for the {item} at the {site}?",
@@ -200,6 +203,7 @@ def make_po(mb: Mailbox, k: int) -> Family:
             "finish": f"By what date must {vendor.name} finish the {item} at the {site}?"}
         m.answers = {"po": po, "amount": amount, "finish": finish}
         m.request = f"what PO number should {vendor.name} use for the {item} at the {site}"
+        m.topic = f"{item}, {site}"
         members.append(m)
     return Family("po", (vendor.name, item), [vendor.short, item.split()[0]], members)
 
@@ -236,7 +240,7 @@ def make_budget(mb: Mailbox, k: int) -> Family:
     project = pick(r, mb.world.projects)
     pm = pick(r, mb.colleagues)
     members = []
-    for phase, day in zip(V.PHASES[:k], _ordered_days(mb, k, 0, 700, 45)):
+    for phase, day in zip(V.PHASES[:k], _ordered_days(mb, k, 5, 700, 45)):
         budget, cc = money(mb, 150_000, 9_000_000, 1_000), code(mb, "CC")
         golive = long_date(day + r.randint(60, 200))
         text = _text(mb, "budget", budget=budget, phase=phase, project=project, golive=golive,
@@ -249,6 +253,7 @@ def make_budget(mb: Mailbox, k: int) -> Family:
             "costcenter": f"Which cost center is used for Project {project} {phase}?"}
         m.answers = {"budget": budget, "golive": golive, "costcenter": cc}
         m.request = f"what budget did the committee approve for {phase} of Project {project}"
+        m.topic = f"Project {project} {phase} budget"
         members.append(m)
     return Family("budget", (project,), [project.split()[1], "budget"], members)
 

@@ -41,7 +41,7 @@ def _request(mb: Mailbox, m: Member) -> Email:
     asker = m.to[0]
     body = mb.letter(asker, m.sender, [f"Quick question: {m.request}?",
                                        "I need it for the file this week."])
-    return mb.add(m.day - mb.rng.randint(1, 4), m.subject, asker, [m.sender], body)
+    return mb.add(m.day - mb.rng.randint(1, 4), m.topic or m.subject, asker, [m.sender], body)
 
 
 def _write_member(mb: Mailbox, m: Member, budget: int) -> tuple[Email, int]:
@@ -49,7 +49,7 @@ def _write_member(mb: Mailbox, m: Member, budget: int) -> tuple[Email, int]:
     if m.request and budget >= 2 and m.sender is not mb.owner and mb.rng.random() < P_REQUEST:
         req = _request(mb, m)
         body = mb.letter(m.sender, m.to[0], m.lines) + "\n\n" + mb.quote(req)
-        return mb.add(m.day, f"Re: {m.subject}", m.sender, m.to, body, m.cc), 2
+        return mb.add(m.day, f"Re: {req.subject}", m.sender, m.to, body, m.cc), 2
     body = mb.letter(m.sender, m.to[0], m.lines)
     return mb.add(m.day, m.subject, m.sender, m.to, body, m.cc), 1
 

@@ -254,9 +254,9 @@ FACT_TEXT = {
         "Purchase order {po} has been issued to {vendor} for the {item} at the {site}. The "
         "not-to-exceed amount is {amount} and the work must be finished by {finish}. Invoices "
         "should reference the PO number.",
-        "{vendor} has been awarded the {item} at the {site} under PO {po}, with a "
+        "{vendor} has been awarded the {item} at the {site} under {po}, with a "
         "not-to-exceed amount of {amount}. Completion is required by {finish}.",
-        "FYI, we cut PO {po} to {vendor} for the {item} work at the {site}: not-to-exceed "
+        "FYI, we cut {po} to {vendor} for the {item} work at the {site}: not-to-exceed "
         "{amount}, finish date {finish}.",
     ),
     "travel": (

@@ -3,7 +3,7 @@
 Validation functions are pure: each takes the model's raw JSON arguments and returns either a
 clean, typed arguments object or a :class:`ToolError` whose message is shown to the model.
 
-Leniency, decided once here and documented in the schemas' descriptions:
+Leniency, decided once here (the schemas show the model the strict form):
 
 * ``keywords`` given as one string is accepted and split on whitespace (small models often do
   this); numbers inside the list are accepted as their text; empty strings are dropped; an empty

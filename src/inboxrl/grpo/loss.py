@@ -98,6 +98,20 @@ def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor) -> tor
     return torch.exp(r) - r - 1.0
 
 
+def logprobs_from_logits(logits: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """For logits ``[T, V]`` already aligned with ``targets`` ``[T]``: float32 log-probs ``[T]`` (with
+    grad) and entropies ``[T]`` (no grad), both at ``temperature``."""
+    x = logits.float()
+    if temperature != 1.0:
+        x = x / temperature
+    lse = torch.logsumexp(x, dim=-1)
+    logp = x.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - lse
+    with torch.no_grad():
+        entropy = lse - (torch.softmax(x, dim=-1) * x).sum(-1)
+    return logp, entropy
+
+
 @dataclass
 class LossParts:
     """One micro-batch's weighted contributions (sum them over micro-batches for the batch)."""
@@ -106,14 +120,14 @@ class LossParts:
     policy_loss: float  # Σ w·surrogate
     kl: float  # Σ w·k3 (same weights, so loss = policy_loss + β·kl)
     clipped_tokens: float  # trained tokens where the clip is active
-    entropy_sum: float  # Σ entropy over trained tokens (divide by trained tokens for the mean)
 
 
-def grpo_loss(logits: torch.Tensor, mb: MicroBatch, weights: torch.Tensor, epsilon_low: float,
-              epsilon_high: float, beta: float = 0.0, ref_logprobs: torch.Tensor | None = None,
-              temperature: float = 1.0) -> LossParts:
-    """The weighted loss of one micro-batch from the policy's logits ``[B, L, V]``."""
-    logp = token_logprobs(logits, mb.target_ids, temperature)
+def grpo_loss(logp: torch.Tensor, mb: MicroBatch, weights: torch.Tensor, epsilon_low: float,
+              epsilon_high: float, beta: float = 0.0, ref_logprobs: torch.Tensor | None = None) -> LossParts:
+    """The weighted loss of one micro-batch from the policy's target log-probs ``logp`` ``[B, L-1]``.
+
+    ``ref_logprobs`` (same shape) enables the KL term and its metric; ``beta > 0`` requires it.
+    """
     surrogate, active = clipped_surrogate(logp, mb.old_logprobs, mb.advantages, mb.loss_mask,
                                           epsilon_low, epsilon_high)
     policy = (weights * surrogate).sum()
@@ -126,11 +140,9 @@ def grpo_loss(logits: torch.Tensor, mb: MicroBatch, weights: torch.Tensor, epsil
             total = total + beta * kl
     elif beta != 0.0:
         raise ValueError("beta != 0 needs reference log-probs")
-    entropy = (token_entropy(logits, temperature) * mb.loss_mask).sum()
-    return LossParts(total, float(policy.detach()), kl_value, float(active.sum()), float(entropy))
+    return LossParts(total, float(policy.detach()), kl_value, float(active.sum()))
 
 
-def sft_loss(logits: torch.Tensor, mb: MicroBatch, weights: torch.Tensor) -> torch.Tensor:
+def sft_loss(logp: torch.Tensor, mb: MicroBatch, weights: torch.Tensor) -> torch.Tensor:
     """Weighted cross-entropy (negative log-likelihood) of the trained tokens of one micro-batch."""
-    logp = token_logprobs(logits, mb.target_ids)
     return -(weights * torch.where(mb.loss_mask > 0, logp, torch.zeros_like(logp))).sum()

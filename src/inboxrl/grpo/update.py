@@ -26,7 +26,7 @@ import torch
 
 from inboxrl.agent.trajectory import Trajectory
 from inboxrl.grpo.batching import MicroBatch, make_micro_batches
-from inboxrl.grpo.loss import AGGREGATIONS, aggregation_weights, batch_totals, grpo_loss, sft_loss, token_logprobs
+from inboxrl.grpo.loss import AGGREGATIONS, aggregation_weights, batch_totals, grpo_loss, logprobs_from_logits, sft_loss
 
 
 @dataclass
@@ -72,14 +72,53 @@ def _device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def _logits(model: torch.nn.Module, mb: MicroBatch) -> torch.Tensor:
-    return model(input_ids=mb.input_ids, attention_mask=mb.attention_mask, use_cache=False).logits
+# config attributes that post-process ``lm_head`` outputs: such models take the full-logits path
+_LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_scale", "logits_scaling")
+
+
+def _head_split(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module] | None:
+    """``(decoder, lm_head)`` when the logits are exactly ``lm_head(decoder(...).last_hidden_state)``
+    (Llama, Qwen, Mistral, SmolLM... and their peft wrappers), else None."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    cfg = getattr(base, "config", None)
+    if cfg is None or not type(base).__name__.endswith("ForCausalLM"):
+        return None
+    if any(getattr(cfg, a, None) is not None for a in _LOGIT_POSTPROCESSING):
+        return None
+    try:
+        decoder, head = base.get_decoder(), base.get_output_embeddings()
+    except (AttributeError, NotImplementedError):
+        return None
+    return (decoder, head) if isinstance(head, torch.nn.Linear) and decoder is not None else None
+
+
+def trained_logprobs(model: torch.nn.Module, mb: MicroBatch, temperature: float = 1.0
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs ``[B, L-1]`` (float32, with grad, 0 off the loss mask) of the trained target tokens,
+    and their entropies ``[T]`` (no grad).
+
+    The LM head is applied only at the positions that predict trained tokens (fewer FLOPs and a
+    ``[T, V]`` instead of ``[B, L, V]`` logits tensor) when the architecture allows it; otherwise
+    the full logits are computed and the same positions selected. Both give the same numbers.
+    """
+    sel = mb.loss_mask > 0
+    split = _head_split(model)
+    if split is None:
+        logits = model(input_ids=mb.input_ids, attention_mask=mb.attention_mask, use_cache=False).logits
+        logits = logits[:, :-1][sel]
+    else:
+        decoder, head = split
+        hidden = decoder(input_ids=mb.input_ids, attention_mask=mb.attention_mask, use_cache=False).last_hidden_state
+        logits = head(hidden[:, :-1][sel])
+    logp_sel, entropy = logprobs_from_logits(logits, mb.target_ids[sel], temperature)
+    logp = torch.zeros(sel.shape, dtype=logp_sel.dtype, device=logp_sel.device).masked_scatter(sel, logp_sel)
+    return logp, entropy
 
 
 @torch.no_grad()
 def reference_logprobs(model: torch.nn.Module, micro_batches: Sequence[MicroBatch],
                        ref_model: torch.nn.Module | None = None, temperature: float = 1.0) -> list[torch.Tensor]:
-    """Log-probs ``[B, L-1]`` of each micro-batch's targets under the reference policy.
+    """Log-probs ``[B, L-1]`` of each micro-batch's trained targets under the reference policy.
 
     The reference is ``ref_model`` when given, else ``model`` with its adapter disabled (peft:
     ``model.disable_adapter()``, no second copy in memory). Raises ``ValueError`` for a model that
@@ -93,7 +132,7 @@ def reference_logprobs(model: torch.nn.Module, micro_batches: Sequence[MicroBatc
     ref.eval()
     try:
         with ctx:
-            return [token_logprobs(_logits(ref, mb), mb.target_ids, temperature) for mb in micro_batches]
+            return [trained_logprobs(ref, mb, temperature)[0] for mb in micro_batches]
     finally:
         ref.train(was_training)
 
@@ -129,14 +168,15 @@ def _grpo_pass(model: torch.nn.Module, mbs: list[MicroBatch], weights: list[torc
                refs: list[torch.Tensor] | None, s: UpdateSettings) -> dict[str, float]:
     out = {"loss": 0.0, "policy_loss": 0.0, "kl": 0.0, "clipped": 0.0, "entropy": 0.0}
     for i, mb in enumerate(mbs):
-        parts = grpo_loss(_logits(model, mb), mb, weights[i], s.epsilon_low, s.epsilon_high, s.beta,
-                          refs[i] if refs is not None else None, s.temperature)
+        logp, entropy = trained_logprobs(model, mb, s.temperature)
+        parts = grpo_loss(logp, mb, weights[i], s.epsilon_low, s.epsilon_high, s.beta,
+                          refs[i] if refs is not None else None)
         parts.loss.backward()
         out["loss"] += float(parts.loss.detach())
         out["policy_loss"] += parts.policy_loss
         out["kl"] += parts.kl
         out["clipped"] += parts.clipped_tokens
-        out["entropy"] += parts.entropy_sum
+        out["entropy"] += float(entropy.sum())
     return out
 
 
@@ -200,7 +240,7 @@ def sft_update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedul
         optimizer.zero_grad(set_to_none=True)
         loss = 0.0
         for mb in mbs:
-            part = sft_loss(_logits(model, mb), mb, aggregation_weights(mb, "token_mean", totals))
+            part = sft_loss(trained_logprobs(model, mb)[0], mb, aggregation_weights(mb, "token_mean", totals))
             part.backward()
             loss += float(part.detach())
         stats.grad_norm, reason = _finish(model, optimizer, loss, settings.max_grad_norm)

@@ -129,9 +129,10 @@ def render_calls(renderer: ChatRenderer, scenario: Scenario, calls: Sequence[Too
 
 
 def call_pattern(traj: Trajectory) -> str:
-    """``search>read>answer``-style summary of a trajectory's tool calls."""
+    """``search>read>answer``-style summary of a trajectory's tool calls (``invalid`` for a turn
+    with a format error)."""
     short = {"search_emails": "search", "read_email": "read", "return_final_answer": "answer"}
-    return ">".join(short.get(t.tool_call.name, t.tool_call.name) if t.tool_call else "invalid"
+    return ">".join(short.get(t.tool_call.name, t.tool_call.name) if _valid(t) else "invalid"
                     for t in traj.turns)
 
 

@@ -1,0 +1,137 @@
+"""Rollout throughput: the batched KV-cached engine vs a naive loop, side by side in one run.
+
+The naive loop runs one rollout at a time and, every turn, re-renders and re-tokenises the whole
+conversation and calls ``model.generate`` once (same sampling settings, same stop rule, same
+environment). Both use the default model (SmolLM2-135M-Instruct, via ``default_model_dir``)
+and synthetic scenarios from the embedded default dataset.
+
+    .venv/bin/python bench/rollout_throughput.py [--rollouts 16] [--max-turns 4]
+        [--max-new-tokens 128] [--dtype auto] [--skip-naive]
+
+Prints generated tokens/s of each, the ratio, turns, finish reasons and peak RSS.
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+from collections import Counter
+
+import torch
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def naive_rollouts(model, tok, renderer, scenarios, env_factory, settings):
+    """One ``generate`` call per rollout per turn, re-tokenising the whole conversation."""
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    from inboxrl.agent.episode import Episode
+
+    class CallComplete(StoppingCriteria):
+        def __init__(self, start: int):
+            self.start = start
+
+        def __call__(self, input_ids, scores, **kw):
+            text = renderer.decode(input_ids[0, self.start:].tolist())
+            return torch.tensor([renderer.call_complete(text)], device=input_ids.device)
+
+    generated, trajs = 0, []
+    for i, sc in enumerate(scenarios):
+        ep = Episode(sc, i, 0, env_factory, settings.max_turns)
+        messages = renderer.prompt_messages(sc)
+        gen = torch.Generator().manual_seed(settings.seed + i)
+        while not ep.done:
+            ids = tok(renderer.render(messages, add_generation_prompt=True), add_special_tokens=False,
+                      return_tensors="pt").input_ids
+            if ids.shape[1] + 1 > settings.max_context_tokens:
+                ep.finish("context_overflow")
+                break
+            torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
+            with torch.inference_mode():
+                out = model.generate(
+                    ids, attention_mask=torch.ones_like(ids), do_sample=True,
+                    temperature=settings.temperature, top_p=1.0, top_k=0,
+                    max_new_tokens=min(settings.max_new_tokens, settings.max_context_tokens - ids.shape[1]),
+                    eos_token_id=renderer.stop_token_ids, pad_token_id=tok.pad_token_id,
+                    stopping_criteria=StoppingCriteriaList([CallComplete(ids.shape[1])]))
+            new = out[0, ids.shape[1]:].tolist()
+            generated += len(new)
+            if new and new[-1] in renderer.stop_token_ids:
+                new = new[:-1]
+            text = renderer.decode(new)
+            messages.append({"role": "assistant", "content": text})
+            obs = ep.take_turn(text, num_tokens=len(new))
+            if obs is not None:
+                messages.append({"role": "tool", "content": obs})
+        trajs.append(ep.traj)
+    return trajs, generated
+
+
+def summary(trajs) -> str:
+    reasons = Counter(t.finish_reason for t in trajs)
+    turns = sum(len(t.turns) for t in trajs)
+    valid = sum(1 for t in trajs for x in t.turns if x.tool_call is not None)
+    return f"turns={turns} valid_calls={valid} finish={dict(reasons)}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rollouts", type=int, default=16)
+    ap.add_argument("--max-turns", type=int, default=4)
+    ap.add_argument("--max-new-tokens", type=int, default=128)
+    ap.add_argument("--max-context-tokens", type=int, default=4096)
+    ap.add_argument("--dtype", default="auto")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--skip-naive", action="store_true")
+    args = ap.parse_args()
+
+    from inboxrl.agent.chat import ChatRenderer
+    from inboxrl.agent.rollout import RolloutRequest, RolloutSettings, run_rollouts
+    from inboxrl.email.env import EmailTaskEnv
+    from inboxrl.email.judge import make_judge
+    from inboxrl.email.scenarios import load_scenarios
+    from inboxrl.email.store import EmailStore
+    from inboxrl.email.synth import ensure_default_dataset
+    from inboxrl.policy.hf import HFPolicy, default_model_dir, load_model
+
+    data = ensure_default_dataset()
+    scenarios = load_scenarios(data.scenarios_path, split="train")[: args.rollouts]
+    store, judge = EmailStore(data.db_path), make_judge("normalized")
+
+    def env_factory(sc):
+        return EmailTaskEnv(store, sc, judge, args.max_turns)
+
+    model, tok = load_model(default_model_dir(), dtype=args.dtype, device="cpu")
+    dtype = next(model.parameters()).dtype
+    renderer = ChatRenderer(tok)
+    policy = HFPolicy(model, tok, renderer=renderer)
+    settings = RolloutSettings(max_turns=args.max_turns, max_new_tokens=args.max_new_tokens,
+                               max_context_tokens=args.max_context_tokens, seed=args.seed,
+                               progress=False)
+    print(f"model=SmolLM2-135M-Instruct dtype={dtype} device=cpu threads={torch.get_num_threads()} "
+          f"rollouts={len(scenarios)} max_turns={args.max_turns} max_new_tokens={args.max_new_tokens}")
+
+    reqs = [RolloutRequest(sc, i, 0) for i, sc in enumerate(scenarios)]
+    start = time.perf_counter()
+    trajs = run_rollouts(policy, reqs, env_factory, settings)
+    engine_s = time.perf_counter() - start
+    engine_tokens = sum(t.num_model_tokens for t in trajs)
+    engine_tps = engine_tokens / engine_s
+    print(f"engine: {engine_tokens} tokens in {engine_s:.1f}s = {engine_tps:.1f} tok/s; "
+          f"{summary(trajs)}; peak RSS {peak_rss_mb():.0f} MB")
+    if args.skip_naive:
+        return
+    start = time.perf_counter()
+    naive, naive_tokens = naive_rollouts(model, tok, renderer, scenarios, env_factory, settings)
+    naive_s = time.perf_counter() - start
+    naive_tps = naive_tokens / naive_s
+    print(f"naive:  {naive_tokens} tokens in {naive_s:.1f}s = {naive_tps:.1f} tok/s; "
+          f"{summary(naive)}; peak RSS {peak_rss_mb():.0f} MB")
+    print(f"ratio engine/naive tokens/s = {engine_tps / naive_tps:.2f}")
+
+
+if __name__ == "__main__":
+    main()
