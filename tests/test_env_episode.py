@@ -279,3 +279,16 @@ def test_out_of_turns_property(store):
 def test_step_result_shape():
     r = StepResult("obs", False, [])
     assert (r.observation, r.done, r.events, r.error) == ("obs", False, [], None)
+
+
+def test_context_overflow_and_error_finishes_score_like_no_answer(store):
+    env = make_env(store)
+    env.step(search("fuel", "surcharge"))
+    env.step(read("<ref@corp>"))
+    rub = env.finish("context_overflow")
+    assert rub.context_overflow and not rub.ran_out_of_turns and rub.final_answer is None
+    assert outcome_reward(rub, MAX_TURNS) == pytest.approx(0.2)  # 0.1 found + 0.1 read
+    env2 = make_env(store)
+    env2.step(read("<ref@corp>"))
+    rub2 = env2.finish("error")
+    assert rub2.rollout_error == "error" and outcome_reward(rub2, MAX_TURNS) == pytest.approx(0.1)

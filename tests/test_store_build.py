@@ -157,3 +157,28 @@ def test_check_scenarios_reports_missing_or_foreign_references(tmp_path):
                  sc("foreign", ["<2>"], "b@x.com"), sc("partly", ["<1>", "<8>"], "a@x.com"),
                  sc("ok2", ["<1>"], "A@X.com"), sc("ok3", ["<2>"], "d@x.com")]
     assert check_scenarios(db, scenarios) == ["missing", "foreign", "partly"]
+
+
+def test_duplicate_owner_already_member_keeps_one_inbox_token(tmp_path):
+    db = tmp_path / "s.db"
+    recs = [(_mail("<1>", body="pear"), []), (_mail("<1>", body="pear"), ["b@x.com", "new@x.com"]),
+            (_mail("<1>", body="pear"), ["new@x.com"])]
+    build_store(db, recs, progress=False)
+    conn = sqlite3.connect(db)
+    tokens = conn.execute("SELECT inboxes FROM emails").fetchone()[0].split()
+    assert len(tokens) == len(set(tokens)) == 3                    # a, b, new
+    assert conn.execute("SELECT COUNT(*) FROM inbox_members").fetchone()[0] == 3
+    with EmailStore(db) as store:
+        assert [h.message_id for h in store.search("new@x.com", ["pear"])] == ["<1>"]
+        assert store.inboxes() == ["a@x.com", "b@x.com", "new@x.com"]
+
+
+def test_concurrent_searches_share_one_store(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    db = tmp_path / "s.db"
+    build_store(db, [(_mail(f"<{i}>", body=f"word{i % 5} common n{i}"), []) for i in range(50)], progress=False)
+    with EmailStore(db) as store, ThreadPoolExecutor(4) as pool:
+        counts = list(pool.map(lambda i: len(store.search("b@x.com", [f"word{i % 5}"], max_results=100)),
+                               range(40)))
+    assert counts == [10] * 40

@@ -47,19 +47,19 @@ class TrainConfig:
     warm_start: bool = _f(False, "Run (or reuse, cached) the SFT warm start on reference-agent "
                           "demonstrations before GRPO.", "WARM_START")
     # -- warm start (SFT on reference-agent demonstrations, inboxrl sft) ----------------------
-    sft_num_demos: int = _f(32, "Successful reference-agent demonstrations to train on (0 = all the "
+    sft_num_demos: int = _f(12, "Successful reference-agent demonstrations to train on (0 = all the "
                             "episodes give).", "SFT_NUM_DEMOS")
     sft_episodes_per_scenario: int = _f(2, "Reference-agent episodes tried per training scenario "
                                         "(seeded, varied keywords and reads).", "SFT_EPISODES_PER_SCENARIO")
     sft_epochs: int = _f(1, "Passes over the demonstrations.", "SFT_EPOCHS")
-    sft_batch_size: int = _f(4, "Demonstrations per SFT optimizer step.", "SFT_BATCH_SIZE")
-    sft_learning_rate: float = _f(1e-4, "SFT AdamW peak learning rate (linear warm-up, cosine decay).",
+    sft_batch_size: int = _f(2, "Demonstrations per SFT optimizer step.", "SFT_BATCH_SIZE")
+    sft_learning_rate: float = _f(5e-4, "SFT AdamW peak learning rate (linear warm-up, cosine decay).",
                                   "SFT_LEARNING_RATE")
-    sft_use_lora: bool = _f(False, "SFT trains a LoRA adapter (merged into the saved model); false = "
+    sft_use_lora: bool = _f(True, "SFT trains a LoRA adapter (merged into the saved model); false = "
                             "full fine-tuning.", "SFT_USE_LORA")
     sft_lora_r: int = _f(16, "LoRA rank of the SFT adapter (alpha = 2 r).", "SFT_LORA_R")
-    sft_eval: bool = _f(True, "Evaluate on the validation scenarios before and after SFT "
-                        "({output_dir}/sft/eval_logs).", "SFT_EVAL")
+    sft_eval: str = _f("both", "Evaluate on the validation scenarios before and after SFT (both), only "
+                       "after, or none ({output_dir}/sft/eval_logs).", "SFT_EVAL", ("both", "after", "none"))
     sft_cache_dir: str = _f("", "Where warm-start models are cached (default <inboxrl cache>/warm_start; "
                             "INBOXRL_CACHE sets the cache root).", "SFT_CACHE_DIR")
     # -- data -----------------------------------------------------------------------------

@@ -87,11 +87,11 @@ def answer_type(question: str) -> str:
 
 
 def stem(word: str) -> str:
-    """A crude, consistent stem: lower case, one of the endings -ing, -ed, -es, -s removed
-    when four letters remain, then a final -e (``departing``/``depart``, ``scheduled``/
-    ``schedule``, ``invoices``/``invoice`` share a stem)."""
+    """A crude, consistent stem: lower case, one of the endings -ation, -ing, -ed, -es, -s
+    removed when four letters remain, then a final -e (``departing``/``depart``,
+    ``scheduled``/``schedule``, ``confirmation``/``confirmed`` share a stem)."""
     w = word.lower()
-    for suffix in ("ing", "ed", "es", "s"):
+    for suffix in ("ation", "ing", "ed", "es", "s"):
         if w.endswith(suffix) and len(w) - len(suffix) >= 4 and not w.endswith("ss"):
             w = w[:-len(suffix)]
             break

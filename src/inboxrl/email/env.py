@@ -170,7 +170,7 @@ class EmailTaskEnv:
 def _classify_parse_error(parse_error: str | None) -> tools.ToolError:
     """The parser's error as a ToolError; anything not marked unknown_tool/bad_arguments is
     an unparseable call."""
-    text = (parse_error or "unparseable: no tool call found").strip()
+    text = str(parse_error or "unparseable: no tool call found").strip()
     kind, _, detail = text.partition(":")
     kind = kind.strip()
     if kind in ("unknown_tool", "bad_arguments"):

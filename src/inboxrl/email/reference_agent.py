@@ -208,15 +208,27 @@ class ReferenceAgent:
         return ToolCall(ANSWER, {"answer": IDK, "sources": []})
 
     def required_terms(self, q: str, st: _State) -> list[str]:
-        """Terms an email must hold to answer ``q``: the strong ones (names, labels, numbers)
-        and the question's words that appear in some hit subjects but not in others (what
-        tells a family's members apart: the meeting kind, the item, the service)."""
-        terms = self.specific_terms(q)
+        """The question's strong terms (names, labels, numbers), then its telling words:
+        words found in some hit subjects but not in others (what tells a family's members
+        apart: the meeting kind, the item, the service)."""
         subjects = [h["subject"] for h in st.hits.values()]
         telling = [t for t in key_terms(q) if not _strong(t)
                    and any(contains_term(s, t) for s in subjects)
                    and not all(contains_term(s, t) for s in subjects)]
-        return [t for t in terms if _strong(t)] + telling
+        return [t for t in self.specific_terms(q) if _strong(t)] + telling
+
+    def answers_question(self, q: str, st: _State, text: str) -> bool:
+        """Whether an email's text can be the one ``q`` asks about: it holds every strong term,
+        and every telling word that some rival holds in its subject (a rival: a hit whose
+        subject and snippet hold every strong term too)."""
+        need = self.required_terms(q, st)
+        strong = [t for t in need if _strong(t)]
+        if not all(contains_term(text, t) for t in strong):
+            return False
+        rivals = [h["subject"] for h in st.hits.values()
+                  if all(contains_term(_hit_text(h), t) for t in strong)]
+        return all(contains_term(text, t) or not any(contains_term(r, t) for r in rivals)
+                   for t in need if not _strong(t))
 
     def _ranked_unread(self, q: str, st: _State) -> list[str]:
         """Unread hits, best first: most required terms in subject and snippet, then overall
@@ -232,21 +244,19 @@ class ReferenceAgent:
         return [row[-1] for row in sorted(scored, reverse=True)]
 
     def _covers_all(self, q: str, st: _State, mid: str) -> bool:
-        """Whether a hit's subject and snippet hold every required term (such a hit is read
-        even when the read budget is spent)."""
-        text = _hit_text(st.hits[mid])
-        return all(contains_term(text, t) for t in self.required_terms(q, st))
+        """Whether a hit's subject and snippet already answer to the question (such a hit is
+        read even when the read budget is spent)."""
+        return self.answers_question(q, st, _hit_text(st.hits[mid]))
 
     def _accepted(self, q: str, st: _State) -> tuple[str, str] | None:
-        """(message_id, value) of a read email that holds every required term and a value of
-        the asked type in its body (an original preferred to a forward)."""
-        need = self.required_terms(q, st)
+        """(message_id, value) of a read email that :meth:`answers_question` and states a value
+        of the asked type in its body (an original preferred to a forward)."""
         best = None
         for mid, email in st.reads.items():
             if email is None:
                 continue
             text = f"{email['subject']} {email['body']}"
-            if not all(contains_term(text, t) for t in need):
+            if not self.answers_question(q, st, text):
                 continue
             found = extract_answer(q, email["body"])
             if found is None:

@@ -137,9 +137,10 @@ def call_pattern(traj: Trajectory) -> str:
 
 
 def successful(traj: Trajectory) -> bool:
-    """Answered correctly, with no format error and no judge error."""
+    """Answered correctly, with no format error, judge error or tool failure."""
     r = traj.rubric
     return (traj.finish_reason == "answered" and bool(r.answer_correct) and not r.judge_error
+            and not r.rollout_error
             and r.num_format_errors == 0)
 
 

@@ -126,7 +126,8 @@ def _build(cfg: Any, data: Any, console: Any, source: str, tmp: Path, material: 
     demo_settings, sft_settings = settings_from_config(cfg)
     policy = load_sft_policy(cfg, source)
     report = run_sft(policy, cfg, data, console, Path(cfg.output_dir) / "sft", demo_settings,
-                     sft_settings, evaluate_before=cfg.sft_eval, evaluate_after=cfg.sft_eval)
+                     sft_settings, evaluate_before=cfg.sft_eval == "both",
+                     evaluate_after=cfg.sft_eval != "none")
     save_merged(policy.model, policy.tokenizer, tmp)
     info = {"key_material": material, "report": asdict(report),
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
