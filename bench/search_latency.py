@@ -146,7 +146,7 @@ def main() -> None:
     t = time.perf_counter()
     records, source = make_corpus(args.num_emails, args.seed)
     gen_s = time.perf_counter() - t
-    print(f"generated {len(records):,} emails with the {source} in {gen_s:.1f}s")
+    print(f"generated {len(records):,} emails with the {source} in {gen_s:.1f}s", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         db = args.db or Path(tmp) / "bench.db"
         cpu = time.process_time()
@@ -165,7 +165,8 @@ def main() -> None:
     out = {"source": source, "num_emails": len(records), "generate_s": round(gen_s, 1),
            "build_s": round(report.seconds, 1), "build_emails_per_s": round(report.emails_per_second),
            "build_cpu_s": round(build_cpu, 1), "build_emails_per_cpu_s": round(len(records) / build_cpu),
-           "db_mb": round(size_mb, 1), "search": results}
+           "db_mb": round(size_mb, 1), "load_average": round(os.getloadavg()[0], 1),
+           "cpu_count": os.cpu_count(), "search": results}
     for r in results:
         print(f"search {r['variant']:<11} p50 {r['p50_ms']:7.3f} ms  p99 {r['p99_ms']:7.3f} ms  "
               f"max {r['max_ms']:7.2f} ms  (CPU p50 {r['cpu_p50_ms']:.3f} p99 {r['cpu_p99_ms']:.3f} ms; "

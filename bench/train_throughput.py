@@ -29,6 +29,7 @@ Run: ``python bench/train_throughput.py [--model DIR] [--groups 2 --group-size 8
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -153,6 +154,7 @@ def build_trl(model, tokenizer, w: Workload, args, device, out_dir: str):
         "num_items_in_batch": torch.tensor(float(w.completion_ids.numel()), device=device),
     }
     trainer._prepare_inputs = lambda batch: batch  # generation excluded: hand over the prepared batch
+    trainer.current_gradient_accumulation_steps = 1  # normally set by Trainer._inner_training_loop
     return trainer, inputs
 
 
@@ -170,6 +172,26 @@ def bench_trl(model, tokenizer, w: Workload, args, device) -> list[float]:
             opt.step()
 
         return time_steps(step, args.steps, args.warmup, device)
+
+
+def _grads(model) -> torch.Tensor:
+    return torch.cat([p.grad.float().flatten() for p in model.parameters() if p.requires_grad])
+
+
+def check_same_gradients(model, tokenizer, w: Workload, args, device) -> dict:
+    """Both implementations on identical copies: the same loss gradient (untimed sanity check)."""
+    ours, theirs = copy.deepcopy(model), copy.deepcopy(model)
+    opt = torch.optim.SGD([p for p in ours.parameters() if p.requires_grad], lr=0.0)
+    policy_update(ours, opt, None, trajectories(w), UpdateSettings(token_budget=args.token_budget, max_grad_norm=0),
+                  pad_id=0)
+    with tempfile.TemporaryDirectory() as out_dir:
+        trainer, inputs = build_trl(theirs, tokenizer, w, args, device, out_dir)
+        trainer.training_step(trainer.model, dict(inputs), inputs["num_items_in_batch"])
+        g_ours, g_trl = _grads(ours), _grads(trainer.model)
+    rel = float((g_ours - g_trl).norm() / g_trl.norm().clamp(min=1e-30))
+    print(f"gradient check: |g_inboxrl - g_trl| / |g_trl| = {rel:.2e} (|g| = {float(g_trl.norm()):.3e})")
+    del ours, theirs, trainer
+    return {"relative_difference": rel, "grad_norm": float(g_trl.norm())}
 
 
 def model_flops(model, w: Workload, lora: bool) -> tuple[float, str]:
@@ -248,9 +270,11 @@ def main(argv=None) -> int:
     print(f"measured matmul peak ({dtype}): {peak / 1e12:.2f} TFLOP/s")
     results = {"device": str(device), "dtype": str(dtype), "tokens_per_step": tokens, "flops_per_step": flops,
                "matmul_peak_flops": peak, "workload": [groups, g, p, c], "lora": not args.full}
+    if not args.skip_trl:
+        results["grad_check"] = check_same_gradients(ours, tokenizer, w, args, device)
     runs = [("inboxrl", lambda: bench_inboxrl(ours, w, args, device))]
     if not args.skip_trl:
-        trl_model = load_model(path, dtype, device, not args.full, args.lora_r)
+        trl_model = copy.deepcopy(ours)  # identical weights (and LoRA init) on both sides
         runs.append(("trl", lambda: bench_trl(trl_model, tokenizer, w, args, device)))
     for name, fn in runs:
         try:

@@ -171,3 +171,19 @@ def test_bad_sources_give_clear_errors(tmp_path):
 def test_html_to_text():
     assert html_to_text("<p>a&nbsp;b</p><p></p><p></p><br><b>c</b>") == "a b\n\nc"
     assert html_to_text("<div>unclosed <span>tags") == "unclosed tags"
+
+
+def test_normalize_date_forms():
+    from datetime import date, datetime, timedelta, timezone
+
+    from inboxrl.email.build_report import normalize_date
+
+    assert normalize_date("2001-05-14 16:39:00") == "2001-05-14 16:39:00"
+    assert normalize_date("2001-05-14T16:39:00Z") == "2001-05-14 16:39:00"
+    assert normalize_date("2001-05-14T16:39:00-07:00") == "2001-05-14 23:39:00"
+    assert normalize_date("2001-05-14") == "2001-05-14 00:00:00"
+    assert normalize_date("Mon, 14 May 2001 16:39:00 -0700 (PDT)") == "2001-05-14 23:39:00"
+    assert normalize_date(datetime(2001, 5, 14, 16, 39, tzinfo=timezone(timedelta(hours=-7)))) == "2001-05-14 23:39:00"
+    assert normalize_date(date(2001, 5, 14)) == "2001-05-14 00:00:00"
+    for bad in ("", "   ", "yesterday", "2001-13-45", "Mon, 99 Foo 2001", None):
+        assert normalize_date(bad) is None

@@ -99,6 +99,14 @@ def test_load_missing_paths_raise_clearly(tmp_path):
         load_model(tmp_path, dtype="fp8")
 
 
+def test_uncached_hub_id_offline_raises_oserror(monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(OSError, match="could not load model 'someorg/not-cached-model'.*hub id"):
+        load_model("someorg/not-cached-model", dtype="fp32")
+
+
 def test_pad_token_falls_back_to_eos(tiny_dir):
     _, tok = load_model(tiny_dir, dtype="fp32")
     tok.pad_token = None

@@ -259,10 +259,13 @@ END;
 def clean_text(text: Any) -> str:
     """``text`` as a string SQLite accepts: lone surrogates replaced, NUL turned into a space."""
     s = text if isinstance(text, str) else str(text)
-    return s.encode("utf-8", "replace").decode("utf-8").replace("\x00", " ")
+    if not s.isascii():
+        s = s.encode("utf-8", "replace").decode("utf-8")
+    return s.replace("\x00", " ") if "\x00" in s else s
 
 
 def clean_address(text: Any) -> str:
+    """An address as stored and compared: cleaned, stripped, lower-cased."""
     return clean_text(text).strip().lower()
 
 

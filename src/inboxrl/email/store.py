@@ -241,11 +241,8 @@ def run_script(conn: sqlite3.Connection, script: str) -> None:
 
 def content_key(*parts: str) -> int:
     """A 64-bit hash of ``parts`` (the de-duplication key; collisions are negligible at 10^6)."""
-    h = hashlib.blake2b(digest_size=8)
-    for p in parts:
-        h.update(p.encode("utf-8", "replace"))
-        h.update(b"\x1f")
-    return int.from_bytes(h.digest(), "little")
+    data = "\x1f".join(parts).encode("utf-8", "replace")
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
 
 
 class StoreBuilder:
@@ -288,11 +285,12 @@ class StoreBuilder:
         if not mid:
             mid = f"<{content:016x}@inboxrl.generated>"
             rep.missing_id_generated += 1
-        existing = self.by_id.get(content_key(mid))
+        id_key = content_key(mid)
+        existing = self.by_id.get(id_key)
         if existing is None and content in self.by_content:
             existing = self.by_content[content]
             rep.duplicate_content += 1
-            self.by_id[content_key(mid)] = existing
+            self.by_id[id_key] = existing
             self.aliases.append((mid, existing))
         elif existing is not None:
             rep.duplicate_ids += 1
@@ -305,7 +303,7 @@ class StoreBuilder:
             rep.truncated += 1
         eid = self.next_id
         self.next_id += 1
-        self.by_id[content_key(mid)] = eid
+        self.by_id[id_key] = eid
         self.by_content[content] = eid
         addresses = {sender, *owners}
         for kind, addrs in kinds.items():

@@ -162,7 +162,8 @@ def _from_pretrained(name: str, dtype: torch.dtype) -> tuple[Any, Any]:
         tokenizer = AutoTokenizer.from_pretrained(source, **extra)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **extra)
     except (OSError, ValueError) as exc:  # ValueError: huggingface_hub's invalid-repo-id error
-        raise OSError(f"could not load model {name!r}: {exc}. A hub id needs network access or "
+        detail = str(exc).strip().rstrip(".")
+        raise OSError(f"could not load model {name!r}: {detail}. A hub id needs network access or "
                       "a local Hugging Face cache; a local path must be a model directory "
                       "or a .gguf file.") from exc
     if gguf_file:

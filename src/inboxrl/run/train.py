@@ -16,7 +16,7 @@ import torch
 
 from inboxrl.config import ConfigError, TrainConfig
 from inboxrl.email.env import EmailTaskEnv
-from inboxrl.email.judge import make_judge
+from inboxrl.email.eval_reference import judge_from_config
 from inboxrl.email.scenarios import save_ids
 from inboxrl.email.store import EmailStore
 from inboxrl.grpo import checkpoint as ckpt
@@ -30,16 +30,8 @@ from inboxrl.run.model import load_policy
 from inboxrl.utils.atomic import atomic_write_json
 
 
-def make_judge_from_config(cfg: TrainConfig):
-    if cfg.judge == "llm":
-        return make_judge("llm", base_url=cfg.judge_base_url, model=cfg.judge_model,
-                          api_key_env=cfg.judge_api_key_env,
-                          cache_dir=str(Path(cfg.output_dir) / "judge_cache"))
-    return make_judge("normalized")
-
-
 def make_env_factory(db_path: Path, cfg: TrainConfig):
-    store, judge = EmailStore(db_path), make_judge_from_config(cfg)
+    store, judge = EmailStore(db_path), judge_from_config(cfg)
     return lambda scenario: EmailTaskEnv(store, scenario, judge, cfg.max_turns)
 
 
