@@ -129,6 +129,12 @@ class ScriptedModel(torch.nn.Module):
             self.histories = [self.histories[i] for i in idx.tolist()]
             original(idx)
         cache.batch_select_indices = select
+        repeat = cache.batch_repeat_interleave
+
+        def repeated(n: int) -> None:
+            self.histories = [list(h) for h in self.histories for _ in range(n)]
+            repeat(n)
+        cache.batch_repeat_interleave = repeated
 
     def _forced(self, history: list[int]) -> int | None:
         text = self.tok.decode(history, skip_special_tokens=False)

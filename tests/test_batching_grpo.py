@@ -93,3 +93,11 @@ def test_inconsistent_trajectory_is_an_error():
         make_micro_batches([t], 100, 0)
     with pytest.raises(ValueError):
         make_micro_batches([_hand_traj()], 0, 0)
+
+
+def test_pad_id_none_means_zero():
+    a, b = _hand_traj(), make_traj(0, 1.0, [0.0, 0.0, 0.0], rollout_index=1)
+    b.turns[0].advantage = 1.0
+    (mb,) = make_micro_batches([a, b], 1000, None)
+    row = mb.seq_index.tolist().index(0)  # the shorter hand-made one is padded
+    assert mb.input_ids[row, a.num_tokens:].eq(0).all() and mb.input_ids.shape[1] > a.num_tokens

@@ -148,3 +148,19 @@ def test_invalid_settings():
     with pytest.raises(ValueError):
         RolloutSettings(top_p=0.0)
     assert run_rollouts(object(), [], env_factory) == []
+
+
+def test_peft_model(policy):
+    import copy
+
+    from inboxrl.policy.hf import LoraSpec, apply_lora
+
+    lora = apply_lora(copy.deepcopy(policy.model), LoraSpec(r=4, target_modules=["q_proj", "v_proj"]))
+    peft_policy = HFPolicy(lora, policy.tokenizer, renderer=policy.renderer)
+    got = run_rollouts(peft_policy, requests(2), env_factory, settings(greedy=True, max_turns=2))
+    base = run_rollouts(policy, requests(2), env_factory, settings(greedy=True, max_turns=2))
+    # a fresh LoRA adapter (B = 0) leaves the function unchanged
+    assert [t.token_ids for t in got] == [t.token_ids for t in base]
+    logp = teacher_forced_logp(lora, got[0].token_ids)
+    i = got[0].sources.index("model")
+    assert abs(logp[i - 1, got[0].token_ids[i]].item() - got[0].logprobs[i]) < 1e-4

@@ -6,6 +6,8 @@ so a new turn only prefills the tokens appended since the previous one.
 
 Step types:
 
+* **shared prefix** (once per batch): the prompt prefix common to all rows (system prompt and
+  few-shot example) is computed on one row and repeated over the batch.
 * **prefill** (when no row is generating): every row's pending tokens (the prompt, or the end of
   its previous turn + tool result + generation prompt) are appended, left-padded, and each row
   samples the first token of its next turn.
@@ -32,6 +34,8 @@ from inboxrl.agent.episode import Episode
 from inboxrl.agent.kv_batch import KVBatch
 from inboxrl.agent.sampling import row_generator, sample_next
 from inboxrl.agent.trajectory import Trajectory
+
+MIN_SHARED_PREFIX = 8  # shorter common prefixes are not worth a separate forward
 
 
 @dataclass
@@ -82,6 +86,7 @@ class HFEngine:
         rows = [self._start(req, env_factory) for req in requests]
         live = [r for r in rows if not r.episode.done]
         kv = KVBatch(self.model, len(live), self.pad_id, self.device)
+        self._share_prefix(kv, live)
         while live:
             if any(r.generating for r in live):
                 chunks = [self._decode_chunk(r) for r in live]
@@ -105,6 +110,20 @@ class HFEngine:
                 kv.compact()
                 live = [live[i] for i in keep]
         return [r.episode.traj for r in rows]
+
+    def _share_prefix(self, kv: KVBatch, live: list[_Row]) -> None:
+        """Prefill the prompt prefix common to all rows once (every row keeps >= 1 pending
+        token, so the first real prefill still yields each row's own logits)."""
+        if len(live) < 2:
+            return
+        first, shared = live[0].pending, min(len(r.pending) for r in live) - 1
+        for r in live[1:]:
+            shared = next((i for i in range(shared) if r.pending[i] != first[i]), shared)
+        if shared >= MIN_SHARED_PREFIX:
+            kv.prefill_shared(first[:shared])
+            self.forward_calls += 1
+            for r in live:
+                r.pending = r.pending[shared:]
 
     @staticmethod
     def _decode_chunk(row: _Row) -> list[int]:

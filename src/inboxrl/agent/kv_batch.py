@@ -4,7 +4,8 @@ Each row is one rollout's token stream. :meth:`KVBatch.forward` appends a chunk 
 every row at once, left-padding shorter chunks; padded slots are *holes* (attention-mask 0) that
 no later token attends to. Positions are explicit, ``cumsum(mask) - 1``, so a row's tokens get
 exactly the positions they would have in an unpadded single-row forward, and holes anywhere
-(left padding, or idle rows during another row's decoding) do not shift them. Rows are dropped
+(left padding, or idle rows during another row's decoding) do not shift them. A prefix common
+to all rows is computed once (:meth:`prefill_shared`). Rows are dropped
 with :meth:`select` (the cache's ``batch_select_indices``), and columns that became holes in every
 remaining row are removed by :meth:`compact`.
 """
@@ -62,6 +63,21 @@ class KVBatch:
         self.forward_calls += 1
         self.tokens_in += int(new_mask.sum())
         return out.logits[:, -1, :].float()
+
+    def prefill_shared(self, prefix: Sequence[int]) -> None:
+        """Start every row with the same ``prefix`` (e.g. system prompt + few-shot example),
+        computed once on one row and repeated over the batch. Only valid on an empty batch."""
+        if self.width:
+            raise ValueError("prefill_shared needs an empty batch")
+        if not prefix:
+            return
+        ids = torch.tensor([list(prefix)], dtype=torch.long, device=self.device)
+        self.model(input_ids=ids, attention_mask=torch.ones_like(ids), cache=self.cache,
+                   use_cache=True, logits_to_keep=1)
+        self.cache.batch_repeat_interleave(self.rows)
+        self.mask = torch.ones((self.rows, len(prefix)), dtype=torch.long, device=self.device)
+        self.forward_calls += 1
+        self.tokens_in += len(prefix)
 
     def select(self, keep: Sequence[int]) -> None:
         """Keep only rows ``keep`` (in that order)."""

@@ -103,7 +103,7 @@ def _collate(trajs: list[Trajectory], indices: list[int], pad_id: int) -> MicroB
         seq_index=torch.tensor(indices, dtype=torch.long), seq_num_tokens=loss_mask.sum(dim=1))
 
 
-def make_micro_batches(trajectories: Sequence[Trajectory], token_budget: int, pad_id: int,
+def make_micro_batches(trajectories: Sequence[Trajectory], token_budget: int, pad_id: int | None,
                        require_kept: bool = True) -> list[MicroBatch]:
     """Pack the trainable trajectories into micro-batches.
 
@@ -111,7 +111,8 @@ def make_micro_batches(trajectories: Sequence[Trajectory], token_budget: int, pa
     position in that filtered list, which keeps the input order); packing is deterministic (sorted
     by length, ties by position); each micro-batch has ``rows × max_len <= token_budget`` unless it
     is a single sequence longer than the budget; rows are right-padded; every sequence appears in
-    exactly one micro-batch. Raises ``ValueError`` for inconsistent trajectories or a budget < 1.
+    exactly one micro-batch. ``pad_id`` only fills padding (masked out); None means 0. Raises
+    ``ValueError`` for inconsistent trajectories or a budget < 1.
     """
     if token_budget < 1:
         raise ValueError("token_budget must be >= 1")
@@ -119,4 +120,4 @@ def make_micro_batches(trajectories: Sequence[Trajectory], token_budget: int, pa
     for t in trajs:
         _check(t)
     groups = _pack([t.num_tokens for t in trajs], token_budget)
-    return [_collate(trajs, g, pad_id) for g in groups]
+    return [_collate(trajs, g, 0 if pad_id is None else pad_id) for g in groups]

@@ -60,8 +60,8 @@ class UpdateStats:
     grad_norm: float = 0.0
     clip_fraction: float = 0.0
     entropy: float = 0.0
-    trainable_tokens: int = 0
-    total_tokens: int = 0
+    trainable_tokens: int = 0  # `model` tokens of kept trajectories that entered the loss
+    total_tokens: int = 0  # all tokens of all trajectories passed in (filtered ones included)
     num_micro_batches: int = 0
     skipped: bool = False
     skip_reason: str | None = None

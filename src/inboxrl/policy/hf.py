@@ -12,11 +12,12 @@ from typing import Any
 import torch
 
 from inboxrl.policy.default_model import (
-    DEFAULT_MODEL, DefaultModelError, default_model_dir, find_default_gguf, resolve_model_name,
+    DEFAULT_MODEL, DefaultModelError, cache_root, default_model_dir, find_default_gguf,
+    resolve_model_name,
 )
 from inboxrl.policy.loading import (
-    LoraSpec, apply_lora, cpu_has_fast_bf16, load_model, resolve_device, resolve_dtype,
-    strip_gguf_quantization, trainable_parameter_names,
+    LoraSpec, apply_lora, cpu_has_fast_bf16, enable_activation_checkpointing, ensure_pad_token,
+    load_model, resolve_device, resolve_dtype, strip_gguf_quantization, trainable_parameter_names,
 )
 from inboxrl.policy.tiny import default_tokenizer, make_tiny_model
 
@@ -51,8 +52,8 @@ class HFPolicy:
 
 
 __all__ = [
-    "DEFAULT_MODEL", "DefaultModelError", "HFPolicy", "LoraSpec", "apply_lora",
-    "cpu_has_fast_bf16", "default_model_dir", "default_tokenizer", "find_default_gguf",
+    "DEFAULT_MODEL", "DefaultModelError", "HFPolicy", "LoraSpec", "apply_lora", "cache_root",
+    "cpu_has_fast_bf16", "default_model_dir", "enable_activation_checkpointing", "ensure_pad_token", "default_tokenizer", "find_default_gguf",
     "load_model", "make_tiny_model", "resolve_device", "resolve_dtype", "resolve_model_name",
     "strip_gguf_quantization", "trainable_parameter_names",
 ]

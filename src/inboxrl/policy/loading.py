@@ -237,4 +237,5 @@ def trainable_parameter_names(model: Any) -> list[str]:
 __all__: Sequence[str] = (
     "LoraSpec", "load_model", "resolve_dtype", "resolve_device", "cpu_has_fast_bf16",
     "strip_gguf_quantization", "ensure_pad_token", "apply_lora", "trainable_parameter_names",
+    "enable_activation_checkpointing",
 )

@@ -7,6 +7,7 @@ arguments are not a JSON object is not turned into a ``ToolCall``: its raw text 
 """
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
@@ -152,15 +153,15 @@ class OpenAIChatPolicy:
                 last = self._error_for_status(exc)
                 if exc.code not in RETRY_STATUSES:
                     raise last from exc
-            except (TimeoutError, socket.timeout) as exc:
+            except (TimeoutError, socket.timeout):
                 last = OpenAIAPIError(f"{self.url} timed out after {self.timeout} s")
             except urllib.error.URLError as exc:
                 if isinstance(exc.reason, (TimeoutError, socket.timeout)):
                     last = OpenAIAPIError(f"{self.url} timed out after {self.timeout} s")
                 else:
                     last = OpenAIAPIError(f"cannot reach {self.url}: {exc.reason}")
-            except ConnectionError as exc:
-                last = OpenAIAPIError(f"connection to {self.url} failed: {exc}")
+            except (ConnectionError, http.client.HTTPException) as exc:
+                last = OpenAIAPIError(f"connection to {self.url} failed: {exc!r}")
         assert last is not None
         raise OpenAIAPIError(f"{last} (gave up after {self.retries + 1} attempts)", last.status)
 
