@@ -6,7 +6,7 @@ environment). Both use the default model (SmolLM2-135M-Instruct, via ``default_m
 and synthetic scenarios from the embedded default dataset.
 
     .venv/bin/python bench/rollout_throughput.py [--rollouts 16] [--max-turns 4]
-        [--max-new-tokens 128] [--dtype auto] [--skip-naive]
+        [--max-new-tokens 128] [--dtype auto] [--threads N] [--skip-naive]
 
 Prints generated tokens/s of each, the ratio, turns, finish reasons and peak RSS.
 """
@@ -86,7 +86,11 @@ def main() -> None:
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-naive", action="store_true")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads (1 avoids thread thrashing on a shared, loaded machine)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from inboxrl.agent.chat import ChatRenderer
     from inboxrl.agent.rollout import RolloutRequest, RolloutSettings, run_rollouts

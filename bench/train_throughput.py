@@ -56,6 +56,10 @@ class Workload:
     group_size: int
 
 
+def _median(xs: list[float]) -> float:
+    return sorted(xs)[len(xs) // 2]
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -115,16 +119,19 @@ def trajectories(w: Workload) -> list[Trajectory]:
     return out
 
 
-def time_steps(step, steps: int, warmup: int, device: torch.device) -> list[float]:
-    times = []
+def time_steps(step, steps: int, warmup: int, device: torch.device) -> tuple[list[float], list[float]]:
+    """Wall-clock and process CPU seconds of each timed step (CPU time is the fairer figure on a
+    shared CPU machine, where other processes stretch the wall clock)."""
+    times, cpu = [], []
     for i in range(warmup + steps):
         _sync(device)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         step()
         _sync(device)
         if i >= warmup:
             times.append(time.perf_counter() - t)
-    return times
+            cpu.append(time.process_time() - c)
+    return times, cpu
 
 
 def bench_inboxrl(model, w: Workload, args, device) -> list[float]:
@@ -278,20 +285,25 @@ def main(argv=None) -> int:
         runs.append(("trl", lambda: bench_trl(trl_model, tokenizer, w, args, device)))
     for name, fn in runs:
         try:
-            times = fn()
+            times, cpu = fn()
         except Exception as exc:  # report exactly why one side could not run
             print(f"{name}: FAILED: {type(exc).__name__}: {exc}")
             results[name] = {"error": f"{type(exc).__name__}: {exc}"}
             continue
-        med = sorted(times)[len(times) // 2]
-        results[name] = {"step_s": times, "median_s": med, "tokens_per_s": tokens / med,
+        med = _median(times)
+        results[name] = {"step_s": times, "cpu_s": cpu, "median_s": med, "tokens_per_s": tokens / med,
                          "flops_per_s": flops / med, "mfu": flops / med / peak}
         print(f"{name:8s} step {med * 1e3:9.1f} ms (median of {len(times)})  {tokens / med:10.0f} tokens/s  "
-              f"{flops / med / 1e12:7.3f} TFLOP/s  = {100 * flops / med / peak:5.1f}% of measured peak")
+              f"{flops / med / 1e12:7.3f} TFLOP/s  = {100 * flops / med / peak:5.1f}% of measured peak"
+              + ("" if cuda else f"  (process CPU time {_median(cpu):.2f} s/step)"))
     if "tokens_per_s" in results.get("inboxrl", {}) and "tokens_per_s" in results.get("trl", {}):
         ratio = results["inboxrl"]["tokens_per_s"] / results["trl"]["tokens_per_s"]
         results["speedup_vs_trl"] = ratio
         print(f"speed-up inboxrl / TRL: {ratio:.2f}x (target >= 1.5)")
+        if not cuda:
+            cpu_ratio = _median(results["trl"]["cpu_s"]) / _median(results["inboxrl"]["cpu_s"])
+            results["cpu_time_ratio_vs_trl"] = cpu_ratio
+            print(f"CPU-time ratio TRL / inboxrl: {cpu_ratio:.2f}x")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

@@ -9,9 +9,10 @@ import torch
 
 from inboxrl.agent.chat import ChatRenderer
 from inboxrl.agent.rollout import RolloutRequest, RolloutSettings, run_rollouts
+from inboxrl.agent.trajectory import ToolCall
 from inboxrl.email.env import EmailTaskEnv
 from inboxrl.email.judge import make_judge
-from inboxrl.email.reference_agent import ReferenceAgent, run_reference_episode
+from inboxrl.email.reference_agent import ReferenceAgent
 from inboxrl.email.store import EmailStore, build_store
 from inboxrl.email.synth import generate
 from inboxrl.policy.hf import HFPolicy, make_tiny_model
@@ -23,23 +24,22 @@ MAX_TURNS, MAX_NEW, MAX_CTX = 4, 96, 4096
 
 @pytest.fixture(scope="module")
 def short_demo(tmp_path_factory):
-    """The shortest correctly answered reference demonstration on a small synthetic inbox,
-    rendered without the few-shot example (shorter sequences, faster tests)."""
+    """A short correct demonstration on a small synthetic inbox: one search (one result) and the
+    reference answer, rendered with a one-line system prompt and no few-shot example (short
+    sequences, fast tests)."""
     corpus = generate(5, 200)
     db = tmp_path_factory.mktemp("sft_train") / "mail.db"
     build_store(db, corpus.records, progress=False)
     store, judge = EmailStore(db), make_judge("normalized")
     factory = lambda sc: EmailTaskEnv(store, sc, judge, MAX_TURNS)  # noqa: E731
     _, tok = make_tiny_model(seed=0)
-    renderer = ChatRenderer(tok, few_shot=False)
-    demos = []
-    for i, sc in enumerate(s for s in corpus.scenarios if s.split == "train"):
-        ep = run_reference_episode(store, sc, judge, MAX_TURNS, ReferenceAgent(random.Random(i)))
-        if ep.rubric.answer_correct:
-            demos.append((sc, render_calls(renderer, sc, ep.calls, factory, MAX_TURNS, MAX_NEW, MAX_CTX)))
-        if len(demos) == 8:
-            break
-    sc, demo = min(demos, key=lambda d: d[1].num_tokens)
+    renderer = ChatRenderer(tok, system_prompt="Answer with one JSON tool call per turn.", few_shot=False)
+    sc = next(s for s in corpus.scenarios if s.split == "train")
+    keywords = ReferenceAgent(random.Random(0)).first_keywords(sc.question)
+    calls = [ToolCall("search_emails", {"keywords": keywords, "max_results": 1}),
+             ToolCall("return_final_answer", {"answer": sc.answer, "sources": sc.message_ids[:1]})]
+    demo = render_calls(renderer, sc, calls, factory, MAX_TURNS, MAX_NEW, MAX_CTX)
+    assert demo.rubric.answer_correct
     return sc, demo, renderer, factory
 
 

@@ -146,7 +146,8 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1 (got {getattr(self, name)!r})")
-        for name in ("max_steps", "train_dataset_size", "sft_num_demos", "warmup_steps", "eval_steps", "save_steps",
+        for name in ("max_steps", "train_dataset_size", "sft_num_demos", "warmup_steps", "eval_steps",
+                     "save_steps",
                      "patience", "beta", "weight_decay", "process_weight", "min_group_std",
                      "epsilon_low", "epsilon_high", "eval_temperature", "keep_checkpoints"):
             if getattr(self, name) < 0:

@@ -16,17 +16,72 @@ from typing import Any, Sequence
 import torch
 
 
+def make_cache(config: Any) -> Any:
+    """A ``DynamicCache`` whose full-attention layers are :class:`GrowingLayer` (in-place
+    appends); layers of any other kind (e.g. sliding windows) are kept as transformers made them."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    cache = DynamicCache(config=config)
+    if not cache.layers:
+        cache.layer_class_to_replicate = GrowingLayer
+    else:
+        cache.layers = [GrowingLayer() if type(layer) is DynamicLayer else layer for layer in cache.layers]
+    return cache
+
+
+def _growing_layer_class() -> type:
+    from transformers.cache_utils import DynamicLayer
+
+    class _GrowingLayer(DynamicLayer):
+        """A ``DynamicLayer`` that appends in place into over-allocated buffers (capacity grows
+        by 1.5x), instead of ``torch.cat`` copying the whole cache at every decoding step.
+        ``keys``/``values`` are views of the first ``length`` columns. Any outside change of
+        ``keys``/``values`` (row selection, repeat, compaction) is picked up at the next
+        update, which adopts the new tensors as buffers."""
+
+        _kbuf: torch.Tensor | None = None
+        _vbuf: torch.Tensor | None = None
+        _view: torch.Tensor | None = None
+
+        def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any,
+                   **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            if self.keys is not self._view:  # first update, or changed from outside
+                empty = self.keys is None or self.keys.numel() == 0
+                self._kbuf = None if empty else self.keys
+                self._vbuf = None if empty else self.values
+            length = 0 if self._kbuf is None else self.keys.shape[-2]
+            need = length + key_states.shape[-2]
+            if self._kbuf is None or need > self._kbuf.shape[-2]:
+                self._grow(key_states, value_states, length, need)
+            self._kbuf[:, :, length:need] = key_states
+            self._vbuf[:, :, length:need] = value_states
+            self.keys, self.values = self._kbuf[:, :, :need], self._vbuf[:, :, :need]
+            self._view = self.keys
+            return self.keys, self.values
+
+        def _grow(self, k: torch.Tensor, v: torch.Tensor, length: int, need: int) -> None:
+            cap = max(64, need + need // 2)
+            kb = k.new_empty((k.shape[0], k.shape[1], cap, k.shape[3]))
+            vb = v.new_empty((v.shape[0], v.shape[1], cap, v.shape[3]))
+            if self._kbuf is not None and length:
+                kb[:, :, :length] = self._kbuf[:, :, :length]
+                vb[:, :, :length] = self._vbuf[:, :, :length]
+            self._kbuf, self._vbuf = kb, vb
+
+    return _GrowingLayer
+
+
+GrowingLayer = _growing_layer_class()
+
+
 class KVBatch:
     """One ``DynamicCache`` and one 2-D attention mask for ``rows`` token streams."""
 
     def __init__(self, model: Any, rows: int, pad_id: int, device: torch.device) -> None:
-        from transformers import DynamicCache
-
-        config = getattr(model, "config", None)
-        try:
-            self.cache = DynamicCache(config=config)
-        except TypeError:  # older signature
-            self.cache = DynamicCache()
+        self.cache = make_cache(getattr(model, "config", None))
         self.model = model
         self.pad_id = int(pad_id)
         self.device = device
@@ -109,5 +164,5 @@ def _plain_layer(layer: Any, width: int) -> bool:
     """A full-attention layer whose keys/values cover every mask column."""
     keys = getattr(layer, "keys", None)
     values = getattr(layer, "values", None)
-    return (type(layer).__name__ == "DynamicLayer" and isinstance(keys, torch.Tensor)
+    return (isinstance(layer, GrowingLayer) and isinstance(keys, torch.Tensor)
             and isinstance(values, torch.Tensor) and keys.dim() == 4 and keys.shape[2] == width)

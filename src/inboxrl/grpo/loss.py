@@ -98,17 +98,19 @@ def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor) -> tor
     return torch.exp(r) - r - 1.0
 
 
-def logprobs_from_logits(logits: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0
-                         ) -> tuple[torch.Tensor, torch.Tensor]:
+def logprobs_from_logits(logits: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0,
+                         with_entropy: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """For logits ``[T, V]`` already aligned with ``targets`` ``[T]``: float32 log-probs ``[T]`` (with
-    grad) and entropies ``[T]`` (no grad), both at ``temperature``."""
+    grad) and, when ``with_entropy``, entropies ``[T]`` (no grad; else None), both at ``temperature``."""
     x = logits.float()
     if temperature != 1.0:
         x = x / temperature
     lse = torch.logsumexp(x, dim=-1)
     logp = x.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - lse
-    with torch.no_grad():
-        entropy = lse - (torch.softmax(x, dim=-1) * x).sum(-1)
+    entropy = None
+    if with_entropy:
+        with torch.no_grad():
+            entropy = lse - (torch.softmax(x, dim=-1) * x).sum(-1)
     return logp, entropy
 
 

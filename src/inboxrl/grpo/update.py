@@ -92,10 +92,10 @@ def _head_split(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Modul
     return (decoder, head) if isinstance(head, torch.nn.Linear) and decoder is not None else None
 
 
-def trained_logprobs(model: torch.nn.Module, mb: MicroBatch, temperature: float = 1.0
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
+def trained_logprobs(model: torch.nn.Module, mb: MicroBatch, temperature: float = 1.0,
+                     with_entropy: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probs ``[B, L-1]`` (float32, with grad, 0 off the loss mask) of the trained target tokens,
-    and their entropies ``[T]`` (no grad).
+    and their entropies ``[T]`` (no grad; None unless ``with_entropy``).
 
     The LM head is applied only at the positions that predict trained tokens (fewer FLOPs and a
     ``[T, V]`` instead of ``[B, L, V]`` logits tensor) when the architecture allows it; otherwise
@@ -110,7 +110,7 @@ def trained_logprobs(model: torch.nn.Module, mb: MicroBatch, temperature: float 
         decoder, head = split
         hidden = decoder(input_ids=mb.input_ids, attention_mask=mb.attention_mask, use_cache=False).last_hidden_state
         logits = head(hidden[:, :-1][sel])
-    logp_sel, entropy = logprobs_from_logits(logits, mb.target_ids[sel], temperature)
+    logp_sel, entropy = logprobs_from_logits(logits, mb.target_ids[sel], temperature, with_entropy)
     logp = torch.zeros(sel.shape, dtype=logp_sel.dtype, device=logp_sel.device).masked_scatter(sel, logp_sel)
     return logp, entropy
 
@@ -132,7 +132,7 @@ def reference_logprobs(model: torch.nn.Module, micro_batches: Sequence[MicroBatc
     ref.eval()
     try:
         with ctx:
-            return [trained_logprobs(ref, mb, temperature)[0] for mb in micro_batches]
+            return [trained_logprobs(ref, mb, temperature, with_entropy=False)[0] for mb in micro_batches]
     finally:
         ref.train(was_training)
 
@@ -240,7 +240,8 @@ def sft_update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedul
         optimizer.zero_grad(set_to_none=True)
         loss = 0.0
         for mb in mbs:
-            part = sft_loss(trained_logprobs(model, mb)[0], mb, aggregation_weights(mb, "token_mean", totals))
+            logp = trained_logprobs(model, mb, with_entropy=False)[0]
+            part = sft_loss(logp, mb, aggregation_weights(mb, "token_mean", totals))
             part.backward()
             loss += float(part.detach())
         stats.grad_norm, reason = _finish(model, optimizer, loss, settings.max_grad_norm)

@@ -154,14 +154,15 @@ def run_sft(policy: Any, cfg: Any, data: Any, console: Any, output_dir: str | Pa
 
     Raises ``ValueError`` when the reference agent produced no usable demonstration.
     """
+    from inboxrl.email.eval_reference import judge_from_config
     from inboxrl.email.store import EmailStore
-    from inboxrl.run.train import make_env_factory, make_judge_from_config
+    from inboxrl.run.train import make_env_factory
     from inboxrl.sft.demos import collect_demonstrations
 
     out = Path(output_dir)
     env_factory = make_env_factory(data.db_path, cfg)
     t0 = time.perf_counter()
-    demos = collect_demonstrations(EmailStore(data.db_path), data.train, make_judge_from_config(cfg),
+    demos = collect_demonstrations(EmailStore(data.db_path), data.train, judge_from_config(cfg),
                                    policy.renderer, env_factory, demo_settings)
     demo_seconds = time.perf_counter() - t0
     _say(console, f"SFT demonstrations: {demos.summary()} in {demo_seconds:.1f}s")

@@ -175,5 +175,6 @@ def _report_cached(target: Path, console: Any) -> None:
     after = report.get("after") or {}
     if after:
         proto = after.get("protocol", {})
-        _say(console, f"Warm start (cached): after SFT accuracy {after.get('accuracy', 0):.3f}, valid calls "
-                      f"{proto.get('valid_call_rate', 0):.1%}, search first {proto.get('first_search_rate', 0):.1%}")
+        _say(console, f"Warm start (cached): after SFT accuracy {after.get('accuracy', 0):.3f}, "
+                      f"valid calls {proto.get('valid_call_rate', 0):.1%}, "
+                      f"search first {proto.get('first_search_rate', 0):.1%}")
