@@ -36,11 +36,14 @@ def test_top_p_keeps_the_nucleus_only():
     assert set(draws(200, top_p=0.4)) == {0}
 
 
-def test_temperature_changes_draws_not_recorded_logprob():
+def test_temperature_changes_draws_and_recorded_logprob():
     gens = [row_generator(0, 0, 0)]
     toks, lps = zip(*[sample_next(LOGITS, gens, temperature=0.05) for _ in range(100)])
     assert {t[0] for t in toks} == {0}
-    assert abs(lps[0][0] - math.log(0.5)) < 1e-6  # log pi at temperature 1
+    expected = torch.log_softmax(LOGITS.float() / 0.05, dim=-1)[0, 0].item()  # log pi_T, T = 0.05
+    assert abs(lps[0][0] - expected) < 1e-5 and expected > math.log(0.5)
+    tok1, lp1 = sample_next(LOGITS, gens, temperature=1.0)
+    assert abs(lp1[0] - math.log(PROBS[tok1[0]])) < 1e-6  # T = 1: the raw distribution
 
 
 def test_generators_are_per_rollout_and_seeded():

@@ -30,9 +30,10 @@ def test_jsonl_rows_flushed_and_read_back(tmp_path, monkeypatch):
     sinks.log_eval(eval_stats(0))
     sinks.log_train(step_metrics(1))
     rows = read_jsonl(tmp_path / "metrics.jsonl")  # readable before close: flushed
-    assert [r["kind"] for r in rows] == ["eval", "train"]
-    assert rows[1]["loss"] == 0.5 and rows[1]["accuracy"] == 0.5 and rows[1]["step"] == 1
-    assert rows[0]["beat_rate"] == 0.5 and "per_scenario" not in rows[0]
+    evals = read_jsonl(tmp_path / "eval_metrics.jsonl")
+    assert [r["kind"] for r in rows] == ["train"] and [r["kind"] for r in evals] == ["eval"]
+    assert rows[0]["loss"] == 0.5 and rows[0]["accuracy"] == 0.5 and rows[0]["step"] == 1
+    assert evals[0]["beat_rate"] == 0.5 and "per_scenario" not in evals[0]
     sinks.close()
     sinks.close()  # idempotent
     # a resumed run appends; readers keep the last row per step
@@ -54,7 +55,8 @@ def test_without_wandb_installed(tmp_path, monkeypatch):
     sinks.log_train(step_metrics(1))
     sinks.log_eval(eval_stats(1))
     sinks.close()
-    assert len(read_jsonl(tmp_path / "metrics.jsonl")) == 2
+    assert len(read_jsonl(tmp_path / "metrics.jsonl")) == 1
+    assert len(read_jsonl(tmp_path / "eval_metrics.jsonl")) == 1
 
 
 def test_mode_resolution(monkeypatch):

@@ -1,12 +1,12 @@
 """Next-token sampling for the rollout engine: seeded per-row generators, temperature, top-p,
 greedy; and the log-prob that is recorded for each sampled token.
 
-**Recorded log-prob.** For every sampled token we record ``log π(token)`` of the policy at
-temperature 1: ``log_softmax`` of the raw logits in float32, whatever temperature or top-p was
-used to *draw* the token. The trainer recomputes ``log π`` with a plain forward pass (no
-temperature, no truncation) and forms the ratio ``exp(log π - log π_old)``; recording the same
-function keeps that ratio exactly 1 at the first update. (With temperature 1 and top-p 1 this is
-also exactly the sampling distribution.)
+**Recorded log-prob.** For every sampled token we record ``log π_T(token)``: ``log_softmax`` of
+``logits / temperature`` in float32 (temperature 1 for greedy decoding), i.e. the sampling
+distribution before the top-p cut. The trainer recomputes ``log π_T`` with the same temperature
+(``UpdateSettings.temperature``, as TRL does) and forms ``exp(log π_T - log π_old)``, so the ratio
+is exactly 1 at the first update whatever temperature the rollouts used. Top-p truncation is not
+part of π_old (the truncated tokens were never drawn, so their ratios never enter the loss).
 
 **Reproducibility.** Each rollout has its own ``torch.Generator`` seeded from
 ``(seed, group_id, rollout_index)``, and draws exactly one uniform number per sampled token, so a
@@ -31,17 +31,18 @@ def sample_next(logits: torch.Tensor, generators: list[torch.Generator], tempera
                 top_p: float = 1.0, greedy: bool = False) -> tuple[list[int], list[float]]:
     """Pick one token per row of ``logits`` (shape ``(rows, vocab)``).
 
-    Returns the token ids and their log-probs under the raw logits (temperature 1, see the
+    Returns the token ids and their log-probs under ``softmax(logits / temperature)`` (see the
     module docstring). ``greedy`` takes the arg-max (lowest id on ties) and draws nothing;
     otherwise tokens are drawn from ``softmax(logits / temperature)`` restricted to the smallest
     set of most likely tokens whose mass reaches ``top_p``, by inverse-CDF with one uniform
     number from each row's generator.
     """
     logits = logits.float()
-    logp = torch.log_softmax(logits, dim=-1)
     if greedy or temperature <= 0:
+        logp = torch.log_softmax(logits, dim=-1)
         tokens = torch.argmax(logits, dim=-1)
     else:
+        logp = torch.log_softmax(logits / temperature, dim=-1)
         tokens = _draw(logits / temperature, generators, top_p)
     picked = logp.gather(-1, tokens[:, None])[:, 0]
     return tokens.tolist(), picked.tolist()

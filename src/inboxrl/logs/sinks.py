@@ -1,12 +1,12 @@
 """Metric sinks: ``{output_dir}/metrics.jsonl`` always, Weights & Biases when available.
 
-``metrics.jsonl`` holds one JSON object per line, flushed after each write:
+One JSON object per line, flushed after each write:
 
-* a training step: ``{"kind": "train", **TrainingMetrics.to_flat()}``;
-* an evaluation: ``{"kind": "eval", **eval_statistics(...)}`` without the ``per_scenario`` rows
-  (those are in ``eval_logs/eval_step_NNNN.json``).
+* ``metrics.jsonl``, one line per training step: ``{"kind": "train", **TrainingMetrics.to_flat()}``;
+* ``eval_metrics.jsonl``, one line per evaluation: ``{"kind": "eval", **eval_statistics(...)}``
+  without the ``per_scenario`` rows (those are in ``eval_logs/eval_step_NNNN.json``).
 
-A resumed run appends to the same file; readers keep the last row of each (kind, step).
+A resumed run appends to the same files; readers keep the last row of each (kind, step).
 
 wandb: the mode is ``wandb_mode``, else ``$WANDB_MODE``, else ``online`` when a project is named
 (``wandb_project`` or ``$WANDB_PROJECT``) and ``disabled`` otherwise. Runs are written under
@@ -26,6 +26,7 @@ from inboxrl.logs.eval_stats import eval_to_wandb
 from inboxrl.logs.metrics import TrainingMetrics
 
 METRICS_FILE = "metrics.jsonl"
+EVAL_METRICS_FILE = "eval_metrics.jsonl"
 DEFAULT_PROJECT = "inboxrl"
 WANDB_MODES = ("online", "offline", "disabled")
 
@@ -52,7 +53,9 @@ class MetricsSinks:
         self.output_dir = Path(output_dir)
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.output_dir / METRICS_FILE
+        self.eval_path = self.output_dir / EVAL_METRICS_FILE
         self._file = open(self.path, "a", encoding="utf-8")
+        self._eval_file = open(self.eval_path, "a", encoding="utf-8")
         self._notice = notice
         self.wandb_mode = resolve_wandb_mode(wandb_mode, wandb_project)
         self.run: Any = None
@@ -77,13 +80,14 @@ class MetricsSinks:
                          "logging to metrics.jsonl only")
             return None
 
-    def _write(self, row: dict[str, Any]) -> None:
-        self._file.write(json.dumps(row, default=str) + "\n")
-        self._file.flush()
+    @staticmethod
+    def _write(file: Any, row: dict[str, Any]) -> None:
+        file.write(json.dumps(row, default=str) + "\n")
+        file.flush()
 
     def log_train(self, metrics: TrainingMetrics) -> None:
         """One ``kind: train`` line; ``train/*`` to wandb at ``step=metrics.step``."""
-        self._write({"kind": "train", **metrics.to_flat()})
+        self._write(self._file, {"kind": "train", **metrics.to_flat()})
         if self.run is not None:
             self.run.log(metrics.to_wandb(), step=metrics.step)
 
@@ -92,14 +96,15 @@ class MetricsSinks:
         (``step`` defaults to ``stats["step"]``)."""
         step = int(stats["step"] if step is None else step)
         row = {k: v for k, v in stats.items() if k != "per_scenario"}
-        self._write({"kind": "eval", **row, "step": step})
+        self._write(self._eval_file, {"kind": "eval", **row, "step": step})
         if self.run is not None:
             self.run.log(eval_to_wandb(stats), step=step)
 
     def close(self) -> None:
         """Close the file and finish the wandb run (idempotent)."""
-        if not self._file.closed:
-            self._file.close()
+        for f in (self._file, self._eval_file):
+            if not f.closed:
+                f.close()
         if self.run is not None:
             self.run.finish()
             self.run = None
@@ -112,21 +117,23 @@ class MetricsSinks:
 
 
 def read_metrics(path: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(train rows, eval rows) of a ``metrics.jsonl``, the last row per step kept, by step.
+    """(train rows, eval rows) of a ``metrics.jsonl`` and the ``eval_metrics.jsonl`` beside it,
+    the last row per step kept, by step.
 
     Rows without ``kind`` count as train rows; a truncated last line (a crash mid-write) is skipped.
     """
     train: dict[int, dict[str, Any]] = {}
     evals: dict[int, dict[str, Any]] = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if not isinstance(row, dict) or "step" not in row:
-                continue
-            (evals if row.get("kind") == "eval" else train)[int(row["step"])] = row
+    path = Path(path)
+    paths = [path] + [p for p in [path.with_name(EVAL_METRICS_FILE)] if p.is_file() and p != path]
+    for line in (line for p in paths for line in p.read_text(encoding="utf-8").splitlines()):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(row, dict) or "step" not in row:
+            continue
+        (evals if row.get("kind") == "eval" else train)[int(row["step"])] = row
     return [train[s] for s in sorted(train)], [evals[s] for s in sorted(evals)]
