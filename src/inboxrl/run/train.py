@@ -108,18 +108,22 @@ def save(trainer: GRPOTrainer, step: int, best: bool) -> None:
         trainer.policy.tokenizer.save_pretrained(s.best_checkpoint)
 
 
-def fit(trainer: GRPOTrainer) -> TrainerState:
-    """The loop: steps, periodic evals and checkpoints, early stopping, a final eval."""
+def fit(trainer: GRPOTrainer, until_step: int | None = None) -> TrainerState:
+    """The loop: steps, periodic evals and checkpoints, early stopping, a final eval.
+
+    ``until_step`` stops after that step as an interrupted run would (tests of resume use it);
+    the schedule still spans ``max_steps``.
+    """
     cfg, s = trainer.cfg, trainer.state
     baseline_eval(trainer)
-    start = s.step + 1
-    for step in range(start, cfg.max_steps + 1):
+    last = min(cfg.max_steps, until_step or cfg.max_steps)
+    for step in range(s.step + 1, last + 1):
         trainer.train_step(step)
         s.step, s.cursor = step, trainer.sampler.cursor
         best = False
         if cfg.eval_steps and step % cfg.eval_steps == 0:
             best = trainer.note_eval(step, trainer.run_eval(step))
-        if best or (cfg.save_steps and step % cfg.save_steps == 0) or step == cfg.max_steps:
+        if best or (cfg.save_steps and step % cfg.save_steps == 0) or step == last:
             save(trainer, step, best)
         reason = trainer.should_stop()
         if reason:

@@ -1,0 +1,122 @@
+"""The trainer end to end on a tiny random model and a small generated inbox.
+
+- 4 steps straight and 2 steps + resume + 2 steps give the same metrics (weights, optimizer,
+  scheduler, RNG and the data cursor are all restored);
+- the run writes metrics.jsonl, eval files, trajectories, checkpoints, and wandb (offline)
+  records train/* and eval/* keys;
+- bad settings stop with one readable message and exit status 2.
+
+A tiny random model never emits a valid tool call, so every rollout would get the same reward
+and every group would be filtered. To give GRPO a signal that depends on what was sampled,
+the tests replace the rubric reward with the share of sampled tokens whose id is even.
+"""
+from __future__ import annotations
+
+import json
+import types
+
+import pytest
+import torch
+
+from inboxrl.cli import main as cli_main
+from inboxrl.config import build_config
+from inboxrl.email.synth import make_data
+from inboxrl.grpo.trainer import GRPOTrainer
+from inboxrl.logs.console import ConsoleLog
+from inboxrl.policy.hf import make_tiny_model
+from inboxrl.run.train import build_trainer, fit, restore
+
+from _logs_util import read_wandb_history_keys
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    data = make_data(root / "data", seed=5, num_emails=300)
+    model, tok = make_tiny_model(seed=0)
+    model.save_pretrained(root / "tiny")
+    tok.save_pretrained(root / "tiny")
+    return {"db": str(data.db_path), "scenarios": str(data.scenarios_path), "model": str(root / "tiny")}
+
+
+def settings(assets, out, **over):
+    cli = dict(model_name=assets["model"], db_path=assets["db"], scenarios_path=assets["scenarios"],
+               output_dir=str(out), max_steps=4, num_generations=2, per_device_train_batch_size=2,
+               max_turns=2, max_tokens=8, max_context_tokens=4096, eval_steps=2, save_steps=2,
+               eval_dataset_size=2, train_dataset_size=6, dtype="fp32", learning_rate=5e-3,
+               warmup_steps=0, wandb_mode="disabled", seed=7)
+    cli.update(over)
+    return build_config({k: str(v) for k, v in cli.items()}, env={})
+
+
+def token_parity_reward(trainer: GRPOTrainer) -> None:
+    """Reward = share of sampled tokens with an even id (depends on what the policy generates)."""
+    original = trainer.collect
+
+    def collect(self, step):
+        trajectories, scenarios = original(step)
+        for t in trajectories:
+            ids = [i for i, s in zip(t.token_ids, t.sources) if s == "model"]
+            t.reward = sum(1 for i in ids if i % 2 == 0) / max(len(ids), 1)
+        return trajectories, scenarios
+
+    trainer.collect = types.MethodType(collect, trainer)
+
+
+def train_rows(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def run(cfg, until=None, resume=False):
+    torch.set_num_threads(1)
+    trainer = build_trainer(cfg, ConsoleLog(verbose=False))
+    token_parity_reward(trainer)
+    restore(trainer, resume=resume, resume_from=None, fresh=False)
+    return fit(trainer, until_step=until)
+
+
+KEYS = ("avg_reward", "loss", "policy_loss", "grad_norm", "learning_rate", "trainable_tokens", "groups_kept")
+
+
+def test_resume_gives_the_same_metrics_as_a_straight_run(assets, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    state = run(settings(assets, straight, wandb_mode="offline"))
+    assert state.step == 4
+    run(settings(assets, resumed), until=2)
+    assert [r["step"] for r in train_rows(resumed)] == [1, 2]
+    run(settings(assets, resumed), resume=True)
+    a, b = train_rows(straight), train_rows(resumed)
+    assert [r["step"] for r in b] == [1, 2, 3, 4]
+    assert any(r["groups_kept"] > 0 and abs(r["grad_norm"]) > 0 for r in a)  # real updates happened
+    for ra, rb in zip(a, b):
+        for k in KEYS:
+            assert ra[k] == pytest.approx(rb[k], rel=1e-5, abs=1e-7), (ra["step"], k)
+
+    # outputs of a run
+    for name in ("eval_step_0000.json", "eval_step_0002.json", "eval_step_0004.json", "baseline_eval.json"):
+        assert (straight / "eval_logs" / name).is_file(), name
+    assert (straight / "trajectories" / "step_0004.jsonl").is_file()
+    ckpts = sorted(p.name for p in (straight / "checkpoints").iterdir() if p.name.startswith("checkpoint-"))
+    assert ckpts == ["checkpoint-0002", "checkpoint-0004"]
+    assert json.loads((straight / "validation_ids.json").read_text())
+    run_files = list((tmp_path / "wandb").rglob("run-*.wandb"))
+    assert len(run_files) == 1
+    keys = set().union(*read_wandb_history_keys(run_files[0]))
+    for k in ("train/loss", "train/avg_reward", "train/groups_kept", "train/groups_filtered",
+              "train/num_early_exit", "eval/accuracy", "eval/beat_rate", "eval/total_searches"):
+        assert k in keys, k
+
+
+@pytest.mark.parametrize("env,needle", [
+    ({"MAX_STEPS": "abc"}, "max_steps must be an integer"),
+    ({"DB_PATH": "/nonexistent/x.db", "SCENARIOS_PATH": "/nonexistent/s.jsonl"}, "does not exist"),
+    ({"MODEL_NAME": "/nonexistent/model", "DB_PATH": "", "SCENARIOS_PATH": ""}, "/nonexistent/model"),
+])
+def test_bad_settings_exit_2_with_one_message(env, needle, monkeypatch, capsys, tmp_path):
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("OUTPUT_DIR", str(tmp_path / "out"))
+    assert cli_main(["train", "--max-steps", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and needle in err[0]
