@@ -75,7 +75,7 @@ def test_store_search_shows_distractors_first_and_read_answers(made):
 def test_default_dataset_is_built_once_and_reused(tmp_path, monkeypatch):
     monkeypatch.setenv("INBOXRL_CACHE", str(tmp_path / "env-cache"))
     ds = synth.ensure_default_dataset(cache_dir=tmp_path / "cache")
-    assert ds.root == tmp_path / "cache" / "data" / "synthetic-v1-2001-2000"
+    assert ds.root == tmp_path / "cache" / "data" / "synthetic-v1-2001-2000-schema2"
     assert ds.num_train >= 400 and ds.num_test >= 100
     scenarios = load_scenarios(ds.scenarios_path)
     assert sum(s.split == "test" for s in scenarios) == ds.num_test

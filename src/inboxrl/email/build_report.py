@@ -16,7 +16,7 @@ from html.parser import HTMLParser
 from typing import Any
 
 FORMAT = "inboxrl-email-store"
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 _BLOCK_TAGS = {"br", "p", "div", "tr", "li", "h1", "h2", "h3", "h4", "h5", "h6", "table", "hr"}
 
 DEFAULT_DATE = "1970-01-01 00:00:00"

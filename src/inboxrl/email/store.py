@@ -1,6 +1,6 @@
 """The email store: SQLite with an FTS5 index, inbox-scoped search and read (DESIGN.md §4).
 
-Schema (``SCHEMA_VERSION`` 1):
+Schema (``SCHEMA_VERSION`` 2):
 
 * ``emails(id, message_id UNIQUE, date, subject, from_address, body, file_name)``; ``date`` is
   UTC ``YYYY-MM-DD HH:MM:SS``; addresses are stored lower-cased and compared case-insensitively.

@@ -2,6 +2,8 @@
 default dataset used when a run configures no data (``ensure_default_dataset``)."""
 from __future__ import annotations
 
+from inboxrl.email.build_report import SCHEMA_VERSION
+
 import json
 import os
 import shutil
@@ -95,7 +97,7 @@ class DefaultDataset:
 
 def default_dataset_dir(cache_dir: str | Path | None = None, seed: int = DEFAULT_SEED,
                         num_emails: int = DEFAULT_NUM_EMAILS) -> Path:
-    """``<root>/data/synthetic-v1-<seed>-<n>`` with root = ``cache_dir``, else
+    """``<root>/data/synthetic-v1-<seed>-<n>-schema<store schema version>`` with root = ``cache_dir``, else
     ``$INBOXRL_CACHE``, else ``~/.cache/inboxrl`` (the same root as the default model)."""
     if cache_dir is not None:
         root = Path(cache_dir).expanduser()
@@ -103,7 +105,7 @@ def default_dataset_dir(cache_dir: str | Path | None = None, seed: int = DEFAULT
         root = Path(os.environ["INBOXRL_CACHE"]).expanduser()
     else:
         root = Path.home() / ".cache" / "inboxrl"
-    return root / "data" / f"{VERSION}-{seed}-{num_emails}"
+    return root / "data" / f"{VERSION}-{seed}-{num_emails}-schema{SCHEMA_VERSION}"
 
 
 def _load_cached(final: Path) -> DefaultDataset | None:
