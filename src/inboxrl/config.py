@@ -47,13 +47,13 @@ class TrainConfig:
     warm_start: bool = _f(False, "Run (or reuse, cached) the SFT warm start on reference-agent "
                           "demonstrations before GRPO.", "WARM_START")
     # -- warm start (SFT on reference-agent demonstrations, inboxrl sft) ----------------------
-    sft_num_demos: int = _f(12, "Successful reference-agent demonstrations to train on (0 = all the "
+    sft_num_demos: int = _f(32, "Successful reference-agent demonstrations to train on (0 = all the "
                             "episodes give).", "SFT_NUM_DEMOS")
     sft_episodes_per_scenario: int = _f(2, "Reference-agent episodes tried per training scenario "
                                         "(seeded, varied keywords and reads).", "SFT_EPISODES_PER_SCENARIO")
-    sft_epochs: int = _f(1, "Passes over the demonstrations.", "SFT_EPOCHS")
-    sft_batch_size: int = _f(2, "Demonstrations per SFT optimizer step.", "SFT_BATCH_SIZE")
-    sft_learning_rate: float = _f(5e-4, "SFT AdamW peak learning rate (linear warm-up, cosine decay).",
+    sft_epochs: int = _f(2, "Passes over the demonstrations.", "SFT_EPOCHS")
+    sft_batch_size: int = _f(4, "Demonstrations per SFT optimizer step.", "SFT_BATCH_SIZE")
+    sft_learning_rate: float = _f(1e-3, "SFT AdamW peak learning rate (linear warm-up, cosine decay).",
                                   "SFT_LEARNING_RATE")
     sft_use_lora: bool = _f(True, "SFT trains a LoRA adapter (merged into the saved model); false = "
                             "full fine-tuning.", "SFT_USE_LORA")
@@ -69,7 +69,7 @@ class TrainConfig:
                              "layout, parquet or jsonl). Empty: the embedded synthetic scenarios.",
                              "SCENARIOS_PATH")
     train_dataset_size: int = _f(64, "Number of training scenarios (0 = all).", "TRAIN_DATASET_SIZE")
-    eval_dataset_size: int = _f(16, "Number of fixed validation scenarios.", "EVAL_DATASET_SIZE")
+    eval_dataset_size: int = _f(12, "Number of fixed validation scenarios.", "EVAL_DATASET_SIZE")
     max_reference_messages: int = _f(1, "Drop scenarios citing more reference messages than this.",
                                      "MAX_REFERENCE_MESSAGES")
     judge: str = _f("normalized", "Answer judge: normalized (string match / token F1) or llm "
@@ -82,7 +82,7 @@ class TrainConfig:
     per_device_train_batch_size: int = _f(2, "Queries (scenarios) per step.", "PER_DEVICE_TRAIN_BATCH_SIZE")
     num_generations: int = _f(4, "Rollouts per query (the GRPO group size G).", "NUM_GENERATIONS")
     max_turns: int = _f(4, "Maximum model turns per rollout.", "MAX_TURNS")
-    max_tokens: int = _f(96, "Maximum new tokens per model turn.", "MAX_TOKENS")
+    max_tokens: int = _f(64, "Maximum new tokens per model turn.", "MAX_TOKENS")
     max_context_tokens: int = _f(3072, "Context budget per trajectory; overflow ends the rollout.",
                                  "MAX_CONTEXT_TOKENS")
     temperature: float = _f(1.0, "Sampling temperature for training rollouts.", "TEMPERATURE")
@@ -104,7 +104,7 @@ class TrainConfig:
     token_budget: int = _f(4096, "Max padded tokens per micro-batch (gradient accumulation across them).",
                            "TOKEN_BUDGET")
     # -- optimisation -----------------------------------------------------------------------
-    max_steps: int = _f(20, "Training steps.", "MAX_STEPS")
+    max_steps: int = _f(6, "Training steps.", "MAX_STEPS")
     learning_rate: float = _f(5e-5, "AdamW peak learning rate.", "LEARNING_RATE")
     weight_decay: float = _f(0.0, "AdamW weight decay.", "WEIGHT_DECAY")
     warmup_steps: int = _f(2, "Linear warm-up steps.", "WARMUP_STEPS")
@@ -115,7 +115,7 @@ class TrainConfig:
                                           "GRADIENT_ACCUMULATION_STEPS")
     max_grad_norm: float = _f(1.0, "Gradient clipping norm.", "MAX_GRAD_NORM")
     # -- evaluation, checkpoints, stopping -----------------------------------------------------
-    eval_steps: int = _f(10, "Evaluate every N steps (and at the end).", "EVAL_STEPS")
+    eval_steps: int = _f(3, "Evaluate every N steps (and at the end).", "EVAL_STEPS")
     run_baseline_eval: bool = _f(True, "Evaluate the untrained model at step 0 (else reuse "
                                  "eval_logs/baseline_eval.json if present).", "RUN_BASELINE_EVAL")
     baseline_file: str = _f("", "A baseline eval JSON to compare with (beat_rate).", "BASELINE_FILE")
@@ -123,7 +123,7 @@ class TrainConfig:
     target_accuracy: float = _f(1.01, "Stop when eval accuracy reaches this (>1 = never).",
                                 "TARGET_ACCURACY")
     patience: int = _f(0, "Stop after this many evals without improvement (0 = never).", "PATIENCE")
-    save_steps: int = _f(10, "Checkpoint every N steps (0 = only best and final).", "SAVE_STEPS")
+    save_steps: int = _f(3, "Checkpoint every N steps (0 = only best and final).", "SAVE_STEPS")
     keep_checkpoints: int = _f(2, "Keep the last K step checkpoints (the best is always kept).",
                                "KEEP_CHECKPOINTS")
     # -- logging ----------------------------------------------------------------------------

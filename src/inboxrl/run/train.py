@@ -7,6 +7,7 @@ last step was just evaluated. The best checkpoint (eval accuracy, ties by reward
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from dataclasses import asdict
@@ -51,7 +52,9 @@ def build_trainer(cfg: TrainConfig, console: ConsoleLog) -> GRPOTrainer:
     if cfg.warm_start and not cfg.init_from:
         from inboxrl.sft.warm_start import ensure_warm_start
 
-        cfg.init_from = str(ensure_warm_start(cfg, data, console))
+        # the step-0 baseline eval below evaluates the warm-started model: no separate SFT eval
+        sft_cfg = dataclasses.replace(cfg, sft_eval="none") if cfg.run_baseline_eval else cfg
+        cfg.init_from = str(ensure_warm_start(sft_cfg, data, console))
     policy = load_policy(cfg)
     console.info(f"Model: {cfg.init_from or cfg.model_name} ({policy.model.dtype}, "
                  f"{'LoRA r=%d' % cfg.lora_r if cfg.use_lora else 'full fine-tuning'})")
