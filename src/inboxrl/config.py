@@ -82,7 +82,7 @@ class TrainConfig:
     per_device_train_batch_size: int = _f(2, "Queries (scenarios) per step.", "PER_DEVICE_TRAIN_BATCH_SIZE")
     num_generations: int = _f(4, "Rollouts per query (the GRPO group size G).", "NUM_GENERATIONS")
     max_turns: int = _f(4, "Maximum model turns per rollout.", "MAX_TURNS")
-    max_tokens: int = _f(64, "Maximum new tokens per model turn.", "MAX_TOKENS")
+    max_tokens: int = _f(96, "Maximum new tokens per model turn.", "MAX_TOKENS")
     max_context_tokens: int = _f(3072, "Context budget per trajectory; overflow ends the rollout.",
                                  "MAX_CONTEXT_TOKENS")
     temperature: float = _f(1.0, "Sampling temperature for training rollouts.", "TEMPERATURE")

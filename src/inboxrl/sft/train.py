@@ -167,8 +167,11 @@ def run_sft(policy: Any, cfg: Any, data: Any, console: Any, output_dir: str | Pa
     demo_seconds = time.perf_counter() - t0
     _say(console, f"SFT demonstrations: {demos.summary()} in {demo_seconds:.1f}s")
     if not demos.trajectories:
-        raise ValueError("the reference agent produced no successful demonstration on the training "
-                         "scenarios; check the data (inboxrl eval-reference)")
+        from inboxrl.config import ConfigError
+
+        raise ConfigError("the reference agent produced no usable demonstration on the training scenarios "
+                          f"({demos.summary()}); demonstrations over budget need a larger max_tokens / "
+                          "max_context_tokens; unsuccessful ones point at the data (inboxrl eval-reference)")
     before = _eval(policy, data, env_factory, cfg, 0, out, console, "Before SFT") if evaluate_before else None
     n_tokens = sum(t.num_model_tokens for t in demos.trajectories)
     _say(console, f"SFT: {len(demos.trajectories)} demonstrations ({n_tokens} model tokens), "
