@@ -32,7 +32,7 @@ def setup(tmp_path_factory):
 def _cfg(root, **kw) -> TrainConfig:
     base = dict(model_name=str(root / "base"), output_dir=str(root / "out"),
                 sft_cache_dir=str(root / "cache"),
-                sft_num_demos=2, sft_batch_size=2, sft_use_lora=True, sft_lora_r=4, sft_learning_rate=1e-2,
+                sft_num_demos=2, sft_epochs=1, sft_batch_size=2, sft_use_lora=True, sft_lora_r=4, sft_learning_rate=1e-2,
                 sft_eval="none", max_tokens=96, max_context_tokens=4096, dtype="fp32")
     base.update(kw)
     return TrainConfig(**base).validate()
