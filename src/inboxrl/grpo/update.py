@@ -17,6 +17,7 @@ gain mass and delays entropy collapse.
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -160,7 +161,7 @@ def _step_scheduler(scheduler) -> None:
     if scheduler is None:
         return
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+        warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
         scheduler.step()
 
 
