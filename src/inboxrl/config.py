@@ -51,7 +51,7 @@ class TrainConfig:
                             "episodes give).", "SFT_NUM_DEMOS")
     sft_episodes_per_scenario: int = _f(2, "Reference-agent episodes tried per training scenario "
                                         "(seeded, varied keywords and reads).", "SFT_EPISODES_PER_SCENARIO")
-    sft_epochs: int = _f(2, "Passes over the demonstrations.", "SFT_EPOCHS")
+    sft_epochs: int = _f(3, "Passes over the demonstrations.", "SFT_EPOCHS")
     sft_batch_size: int = _f(4, "Demonstrations per SFT optimizer step.", "SFT_BATCH_SIZE")
     sft_learning_rate: float = _f(1e-3, "SFT AdamW peak learning rate (linear warm-up, cosine decay).",
                                   "SFT_LEARNING_RATE")
@@ -104,7 +104,7 @@ class TrainConfig:
     token_budget: int = _f(4096, "Max padded tokens per micro-batch (gradient accumulation across them).",
                            "TOKEN_BUDGET")
     # -- optimisation -----------------------------------------------------------------------
-    max_steps: int = _f(5, "Training steps.", "MAX_STEPS")
+    max_steps: int = _f(4, "Training steps.", "MAX_STEPS")
     learning_rate: float = _f(5e-5, "AdamW peak learning rate.", "LEARNING_RATE")
     weight_decay: float = _f(0.0, "AdamW weight decay.", "WEIGHT_DECAY")
     warmup_steps: int = _f(2, "Linear warm-up steps.", "WARMUP_STEPS")
@@ -115,7 +115,7 @@ class TrainConfig:
                                           "GRADIENT_ACCUMULATION_STEPS")
     max_grad_norm: float = _f(1.0, "Gradient clipping norm.", "MAX_GRAD_NORM")
     # -- evaluation, checkpoints, stopping -----------------------------------------------------
-    eval_steps: int = _f(5, "Evaluate every N steps (and at the end).", "EVAL_STEPS")
+    eval_steps: int = _f(4, "Evaluate every N steps (and at the end).", "EVAL_STEPS")
     run_baseline_eval: bool = _f(True, "Evaluate the untrained model at step 0 (else reuse "
                                  "eval_logs/baseline_eval.json if present).", "RUN_BASELINE_EVAL")
     baseline_file: str = _f("", "A baseline eval JSON to compare with (beat_rate).", "BASELINE_FILE")
@@ -123,7 +123,7 @@ class TrainConfig:
     target_accuracy: float = _f(1.01, "Stop when eval accuracy reaches this (>1 = never).",
                                 "TARGET_ACCURACY")
     patience: int = _f(0, "Stop after this many evals without improvement (0 = never).", "PATIENCE")
-    save_steps: int = _f(5, "Checkpoint every N steps (0 = only best and final).", "SAVE_STEPS")
+    save_steps: int = _f(4, "Checkpoint every N steps (0 = only best and final).", "SAVE_STEPS")
     keep_checkpoints: int = _f(2, "Keep the last K step checkpoints (the best is always kept).",
                                "KEEP_CHECKPOINTS")
     # -- logging ----------------------------------------------------------------------------
