@@ -181,6 +181,18 @@ def _grpo_pass(model: torch.nn.Module, mbs: list[MicroBatch], weights: list[torc
     return out
 
 
+def _prepare(model: torch.nn.Module, trajectories: Sequence[Trajectory], settings: UpdateSettings,
+             pad_id: int, require_kept: bool):
+    """Micro-batches on the model's device, their batch-wide totals, and the stats to fill in."""
+    device = _device(model)
+    mbs = [mb.to(device) for mb in make_micro_batches(trajectories, settings.token_budget, pad_id,
+                                                       require_kept=require_kept)]
+    totals = batch_totals(mbs)
+    stats = UpdateStats(trainable_tokens=totals.trainable_tokens, num_micro_batches=len(mbs),
+                        total_tokens=sum(t.num_tokens for t in trajectories))
+    return mbs, totals, stats
+
+
 def policy_update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler, trajectories:
                   Sequence[Trajectory], settings: UpdateSettings, pad_id: int = 0,
                   ref_model: torch.nn.Module | None = None) -> UpdateStats:
@@ -191,11 +203,7 @@ def policy_update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, sche
     True, gradients are zeroed, later iterations are not run); ``scheduler`` (may be None) steps
     once. A batch without trainable tokens is ``skipped`` with reason ``no trainable tokens``.
     """
-    device = _device(model)
-    mbs = [mb.to(device) for mb in make_micro_batches(trajectories, settings.token_budget, pad_id)]
-    totals = batch_totals(mbs)
-    stats = UpdateStats(trainable_tokens=totals.trainable_tokens, num_micro_batches=len(mbs),
-                        total_tokens=sum(t.num_tokens for t in trajectories))
+    mbs, totals, stats = _prepare(model, trajectories, settings, pad_id, require_kept=True)
     if totals.trainable_tokens == 0:
         stats.skipped, stats.skip_reason = True, "no trainable tokens"
     else:
@@ -228,12 +236,7 @@ def sft_update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedul
     """One supervised step: token-mean cross-entropy over the ``model`` tokens of all trajectories
     (``kept`` is ignored), same micro-batching, clipping and non-finite skip as :func:`policy_update`;
     ``scheduler`` (may be None) steps once. ``loss`` = ``policy_loss`` = the mean NLL."""
-    device = _device(model)
-    mbs = [mb.to(device) for mb in make_micro_batches(trajectories, settings.token_budget, pad_id,
-                                                       require_kept=False)]
-    totals = batch_totals(mbs)
-    stats = UpdateStats(trainable_tokens=totals.trainable_tokens, num_micro_batches=len(mbs),
-                        total_tokens=sum(t.num_tokens for t in trajectories))
+    mbs, totals, stats = _prepare(model, trajectories, settings, pad_id, require_kept=False)
     if totals.trainable_tokens == 0:
         stats.skipped, stats.skip_reason = True, "no trainable tokens"
     else:
