@@ -41,6 +41,7 @@ def test_env_names_of_existing_dotenv_files():
     ({"VERBOSE": "maybe"}, "verbose must be a boolean"),
     ({"WANDB_MODE": "sometimes"}, "wandb_mode must be one of"),
     ({"TOP_P": "1.5"}, "top_p must be in"),
+    ({"SFT_MAX_PATTERN_SHARE": "0"}, "sft_max_pattern_share must be in"),
 ])
 def test_invalid_values_name_the_setting(env, needle):
     with pytest.raises(ConfigError, match=needle):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 
 import pytest
 from _rollout_util import ScriptedModel
@@ -115,10 +116,48 @@ def test_collect_keeps_varied_successful_demos(world, tiny):
     assert len(got.trajectories) == 12
     assert [t.token_ids for t in got.trajectories] == [t.token_ids for t in again.trajectories]
     assert all(t.rubric.answer_correct and t.finish_reason == "answered" for t in got.trajectories)
-    assert got.attempted == 12 + got.unsuccessful + got.rejected
+    assert got.attempted == 12 + got.unsuccessful + got.rejected + got.held_back
     first_searches = {str(t.turns[0].tool_call.arguments) for t in got.trajectories}
     assert len(first_searches) >= 6  # varied keyword choices
     assert sum(got.call_patterns.values()) == 12
+
+
+def _collect(world, tiny, **kw):
+    store, judge, train, factory = world
+    base = dict(seed=1, max_turns=MAX_TURNS, max_new_tokens=MAX_NEW, max_context_tokens=MAX_CTX)
+    return collect_demonstrations(store, train, judge, ChatRenderer(tiny[1]), factory,
+                                  DemoSettings(**{**base, **kw}))
+
+
+def test_pattern_cap_keeps_any_one_call_pattern_to_its_share(world, tiny):
+    uncapped = _collect(world, tiny, num_demos=12, episodes_per_scenario=4, max_pattern_share=1.0)
+    capped = _collect(world, tiny, num_demos=12, episodes_per_scenario=4, max_pattern_share=0.5)
+    assert uncapped.call_patterns.most_common(1)[0][1] > 6  # the cap has something to do
+    assert len(capped.trajectories) == 12 and max(capped.call_patterns.values()) <= 6
+    assert len(capped.call_patterns) >= 2 and capped.held_back > 0
+    assert capped.call_patterns == Counter(call_pattern(t) for t in capped.trajectories)
+    assert capped.attempted == 12 + capped.unsuccessful + capped.rejected + capped.held_back
+
+
+def test_pattern_cap_tops_up_from_held_back_episodes_when_attempts_run_out(world, tiny):
+    wanted = 40  # more than one round of the cap allows
+    got = _collect(world, tiny, num_demos=wanted, episodes_per_scenario=1, max_pattern_share=0.05)
+    successes = got.attempted - got.unsuccessful - got.rejected
+    assert len(got.trajectories) == min(wanted, successes)
+    assert got.held_back == successes - len(got.trajectories)
+    assert sum(got.call_patterns.values()) == len(got.trajectories)
+
+
+def test_demo_agent_defaults_need_second_searches_and_distractor_reads(world, tiny):
+    got = _collect(world, tiny, num_demos=0, episodes_per_scenario=2)
+    assert got.call_patterns["search>read>answer"] < len(got.trajectories)
+    assert got.call_patterns["search>search>read>answer"] > 0
+    assert got.call_patterns["search>read>read>answer"] > 0
+
+
+def test_bad_pattern_share_is_refused():
+    with pytest.raises(ValueError, match="max_pattern_share"):
+        DemoSettings(max_pattern_share=0.0)
 
 
 def test_protocol_stats_hand_computed(world, tiny):

@@ -49,8 +49,11 @@ class TrainConfig:
     # -- warm start (SFT on reference-agent demonstrations, inboxrl sft) ----------------------
     sft_num_demos: int = _f(32, "Successful reference-agent demonstrations to train on (0 = all the "
                             "episodes give).", "SFT_NUM_DEMOS")
-    sft_episodes_per_scenario: int = _f(2, "Reference-agent episodes tried per training scenario "
+    sft_episodes_per_scenario: int = _f(4, "Reference-agent episodes tried per training scenario "
                                         "(seeded, varied keywords and reads).", "SFT_EPISODES_PER_SCENARIO")
+    sft_max_pattern_share: float = _f(0.5, "At most this share of the demonstrations may repeat one call "
+                                      "pattern (search>read>answer...) while other episodes are left; "
+                                      "1 = no cap.", "SFT_MAX_PATTERN_SHARE")
     sft_epochs: int = _f(3, "Passes over the demonstrations.", "SFT_EPOCHS")
     sft_batch_size: int = _f(4, "Demonstrations per SFT optimizer step.", "SFT_BATCH_SIZE")
     sft_learning_rate: float = _f(1e-3, "SFT AdamW peak learning rate (linear warm-up, cosine decay).",
@@ -156,8 +159,9 @@ class TrainConfig:
             bad = next(n for n in ("learning_rate", "max_grad_norm", "temperature", "sft_learning_rate")
                        if getattr(self, n) <= 0)
             raise ConfigError(f"{bad} must be > 0 (got {getattr(self, bad)!r})")
-        if not 0 < self.top_p <= 1:
-            raise ConfigError(f"top_p must be in (0, 1] (got {self.top_p!r})")
+        for name in ("top_p", "sft_max_pattern_share"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ConfigError(f"{name} must be in (0, 1] (got {getattr(self, name)!r})")
         if self.num_generations < 2:
             raise ConfigError("num_generations must be >= 2: GRPO normalises rewards within a group")
         for f in dataclasses.fields(self):

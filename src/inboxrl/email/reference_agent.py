@@ -104,20 +104,23 @@ class ReferenceAgent:
 
     ``p_broad``: first search uses two or three of the most specific terms only;
     ``p_full``: first search uses every content word of the question (often too narrow,
-    then the agent broadens); ``p_distractor_first``: with two or more candidates, read the
-    second-ranked hit first; ``p_max_results``: pass an explicit ``max_results``.
+    then the agent broadens), only when ``roomy_turns`` or more turns are left;
+    ``p_distractor_first``: with two or more candidates, read the second-ranked hit first;
+    ``p_max_results``: pass an explicit ``max_results``.
     ``max_searches`` / ``max_reads`` bound the episode.
     """
 
     def __init__(self, rng: random.Random, mode: str = "read", p_broad: float = 0.3,
                  p_full: float = 0.25, p_distractor_first: float = 0.2,
-                 p_max_results: float = 0.2, max_searches: int = 5, max_reads: int = 5):
+                 p_max_results: float = 0.2, max_searches: int = 5, max_reads: int = 5,
+                 roomy_turns: int = ROOMY_TURNS):
         if mode not in ("read", "snippet"):
             raise ValueError(f"mode must be 'read' or 'snippet', got {mode!r}")
         self.rng, self.mode = rng, mode
         self.p_broad, self.p_full = p_broad, p_full
         self.p_distractor_first, self.p_max_results = p_distractor_first, p_max_results
         self.max_searches, self.max_reads = max_searches, max_reads
+        self.roomy_turns = roomy_turns
 
     # -- keyword choice ---------------------------------------------------------------------
     @staticmethod
@@ -173,13 +176,14 @@ class ReferenceAgent:
         ``turns_left`` (None: unlimited) makes the agent plan within its budget: the full-
         question first search only with ``ROOMY_TURNS`` or more turns, a distractor read first
         only with three or more left (distractor, reference, answer), and with one left it
-        answers (or says "I don't know") rather than search or read."""
+        answers (or says "I don't know") rather than search or read. (``roomy_turns`` replaces
+        ``ROOMY_TURNS`` per agent.)"""
         if self.mode == "snippet":
             return self._act_snippet(scenario, history)
         st = _State.of(history)
         q = scenario.question
         if not st.searches:
-            return self._search(self.first_keywords(q, turns_left is None or turns_left >= ROOMY_TURNS))
+            return self._search(self.first_keywords(q, turns_left is None or turns_left >= self.roomy_turns))
         accepted = self._accepted(q, st)
         if accepted is not None or turns_left == 1:
             return self._answer(accepted)
