@@ -33,6 +33,7 @@ from inboxrl.agent.chat import ChatRenderer, TemplateError
 from inboxrl.agent.episode import Episode
 from inboxrl.agent.kv_batch import KVBatch
 from inboxrl.agent.sampling import row_generator, sample_next
+from inboxrl.agent.token_layout import append_result, open_prompt, turn_budget
 from inboxrl.agent.trajectory import Trajectory
 
 MIN_SHARED_PREFIX = 8  # shorter common prefixes are not worth a separate forward
@@ -141,21 +142,12 @@ class HFEngine:
         if ep.done:
             self._finished(row)
             return row
-        try:
-            segments = self.renderer.prompt_segments(req.scenario)
-            ep.traj.messages = self.renderer.prompt_messages(req.scenario)
-        except Exception as exc:
-            ep.fail(exc)
+        prompt = open_prompt(ep, self.renderer, req.scenario, s.max_context_tokens)
+        if prompt is None:
             self._finished(row)
             return row
-        for ids, source in segments:
-            ep.traj.append(ids, source)
-            row.pending += ids
-        if len(ep.traj.token_ids) + 1 > s.max_context_tokens:
-            ep.finish("context_overflow")
-            self._finished(row)
-            return row
-        row.budget = min(s.max_new_tokens, s.max_context_tokens - len(ep.traj.token_ids))
+        row.pending += prompt
+        row.budget = turn_budget(ep, s.max_new_tokens, s.max_context_tokens)
         return row
 
     # -- per token / per turn ------------------------------------------------------------------------
@@ -185,23 +177,12 @@ class HFEngine:
         if observation is None:
             self._finished(row)
             return
-        try:
-            segments = self.renderer.after_turn_segments(on_eos, observation)
-        except Exception as exc:
-            ep.fail(exc)
+        added = append_result(ep, self.renderer, on_eos, observation, s.max_context_tokens)
+        if added is None:
             self._finished(row)
             return
-        added = sum(len(ids) for ids, _ in segments)
-        if len(traj.token_ids) + added + 1 > s.max_context_tokens:
-            ep.finish("context_overflow")
-            self._finished(row)
-            return
-        row.pending = [last]
-        for ids, source in segments:
-            traj.append(ids, source)
-            row.pending += ids
-        traj.messages.append({"role": "tool", "content": observation})
-        row.budget = min(s.max_new_tokens, s.max_context_tokens - len(traj.token_ids))
+        row.pending = [last] + added
+        row.budget = turn_budget(ep, s.max_new_tokens, s.max_context_tokens)
 
     def _finished(self, row: _Row) -> None:
         traj = row.episode.traj

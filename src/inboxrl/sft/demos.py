@@ -2,10 +2,10 @@
 rollouts of the policy would be.
 
 :func:`render_calls` replays a list of tool calls through a fresh environment with the rollout
-engine's own bookkeeping (:class:`inboxrl.agent.episode.Episode`) and token layout
-(:class:`inboxrl.agent.hf_engine.HFEngine`): the prompt segments, then per turn the model text
-``renderer.format_call(call)`` tokenised on its own as ``model`` tokens (log-prob 0), then — when
-the rollout goes on — ``renderer.after_turn_segments(stopped_on_eos=False, observation)``. The
+engine's own bookkeeping (:class:`inboxrl.agent.episode.Episode`) and token layout (the same
+functions of :mod:`inboxrl.agent.token_layout` the engine calls): the prompt, then per turn the
+model text ``renderer.format_call(call)`` tokenised on its own as ``model`` tokens (log-prob 0),
+then — when the rollout goes on — the end of the turn and the tool result (``stopped_on_eos=False``). The
 engine ends a turn as soon as the tool call is complete (before any end-of-turn token), so a
 policy that emits exactly these tokens produces a token-identical trajectory (turns, events,
 process rewards, rubric, reward, finish reason, messages). The same per-turn token and context
@@ -27,6 +27,7 @@ from typing import Any, Callable, Sequence
 
 from inboxrl.agent.chat import ChatRenderer
 from inboxrl.agent.episode import Episode
+from inboxrl.agent.token_layout import append_result, open_prompt, turn_budget
 from inboxrl.agent.trajectory import ToolCall, Trajectory
 from inboxrl.email.types import Scenario
 
@@ -98,38 +99,27 @@ class DemoSet:
                 f"back for variety); patterns: {patterns}")
 
 
-def _append_segments(traj: Trajectory, segments: Sequence[tuple[list[int], str]]) -> int:
-    added = 0
-    for ids, source in segments:
-        traj.append(ids, source)
-        added += len(ids)
-    return added
-
-
 def render_calls(renderer: ChatRenderer, scenario: Scenario, calls: Sequence[ToolCall],
                  env_factory: Callable[[Scenario], Any], max_turns: int, max_new_tokens: int,
                  max_context_tokens: int, group_id: int = 0, rollout_index: int = 0) -> Trajectory:
     """The trajectory a rollout of ``scenario`` makes when its model emits exactly
     ``renderer.format_call(c)`` for each ``c`` in ``calls`` (see the module docstring).
 
-    Raises :class:`DemoError` when a turn exceeds ``max_new_tokens`` (or the context left), the
-    context would overflow, or the episode ends before / does not end after the last call. The
-    returned trajectory has ``logprobs`` 0.0 everywhere and the rubric/reward of the replay.
+    Raises :class:`DemoError` when a turn exceeds its budget (:func:`turn_budget`), the context
+    would overflow, or the episode ends before / does not end after the last call. The returned
+    trajectory has ``logprobs`` 0.0 everywhere and the rubric/reward of the replay.
     """
     ep = Episode(scenario, group_id, rollout_index, env_factory, max_turns)
-    if ep.done:
-        raise DemoError(f"scenario {scenario.id}: the environment could not start")
+    if ep.done or open_prompt(ep, renderer, scenario, max_context_tokens) is None:
+        raise DemoError(f"scenario {scenario.id}: the prompt does not fit the context or the "
+                        f"environment could not start ({ep.traj.finish_reason})")
     traj = ep.traj
-    _append_segments(traj, renderer.prompt_segments(scenario))
-    traj.messages = renderer.prompt_messages(scenario)
-    if len(traj.token_ids) + 1 > max_context_tokens:
-        raise DemoError(f"scenario {scenario.id}: the prompt does not fit the context")
     for k, call in enumerate(calls):
         if ep.done:
             raise DemoError(f"scenario {scenario.id}: the episode ended before call {k}")
         ids = renderer.encode(renderer.format_call(call))
         text = renderer.decode(ids)  # what the engine records for these sampled ids
-        budget = min(max_new_tokens, max_context_tokens - len(traj.token_ids))
+        budget = turn_budget(ep, max_new_tokens, max_context_tokens)
         if len(ids) > budget:
             raise DemoError(f"scenario {scenario.id}: call {k} has {len(ids)} tokens, budget {budget}")
         traj.append(ids, "model", [0.0] * len(ids), turn=len(traj.turns))
@@ -137,12 +127,9 @@ def render_calls(renderer: ChatRenderer, scenario: Scenario, calls: Sequence[Too
         observation = ep.take_turn(text, num_tokens=len(ids))
         if observation is None:
             break
-        segments = renderer.after_turn_segments(False, observation)
-        if len(traj.token_ids) + sum(len(i) for i, _ in segments) + 1 > max_context_tokens:
+        if append_result(ep, renderer, False, observation, max_context_tokens) is None:
             raise DemoError(f"scenario {scenario.id}: the result of call {k} overflows the context")
-        _append_segments(traj, segments)
-        traj.messages.append({"role": "tool", "content": observation})
-    if not ep.done or len(traj.turns) != len(calls):
+    if not ep.done or len(traj.turns) != len(calls) or traj.finish_reason == "context_overflow":
         raise DemoError(f"scenario {scenario.id}: the episode does not end on its last call")
     traj.timings = {}
     return traj
