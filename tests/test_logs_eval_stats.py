@@ -146,3 +146,23 @@ def test_load_baseline_user_formats(tmp_path):
         es.load_baseline(tmp_path / "bad3.txt")
     with pytest.raises(es.BaselineError, match="not found"):
         es.load_baseline(tmp_path / "missing.json")
+
+
+def test_protocol_rates_are_part_of_every_eval():
+    from inboxrl.agent.trajectory import ToolCall, Turn
+    from inboxrl.logs.console_eval import rubric_rows
+
+    search = ToolCall("search_emails", {"keywords": ["x"]})
+    answer = ToolCall("return_final_answer", {"answer": "a", "sources": []})
+    trajs = handmade()[:3]
+    trajs[0].turns = [Turn(0, tool_call=search), Turn(1, tool_call=answer)]
+    trajs[1].turns = [Turn(0, parse_error="unparseable: no JSON"), Turn(1, tool_call=search)]
+    trajs[2].turns = [Turn(0, tool_call=answer, parse_error="bad_arguments: sources")]
+    s = es.eval_statistics(trajs, step=0, eval_time=1.0)
+    assert s["valid_call_rate"] == pytest.approx(3 / 5)  # 5 turns, 2 invalid
+    assert s["first_search_rate"] == pytest.approx(1 / 3)
+    wb = es.eval_to_wandb(s)
+    assert wb["eval/valid_call_rate"] == s["valid_call_rate"]
+    assert wb["eval/first_search_rate"] == s["first_search_rate"]
+    rows = dict(rubric_rows(s))
+    assert rows["Valid tool calls (of turns)"] == "60.0%" and rows["Search as first call"] == "33.3%"

@@ -36,6 +36,8 @@ def rubric_rows(stats: dict[str, Any]) -> list[tuple[str, str]]:
         ("Avg turns (\"I don't know\")",
          f"{_opt(stats.get('avg_turns_idk'))} ({stats['num_idk']} answers)"),
         ("Avg search attempts", _opt(stats.get("avg_search_attempts"))),
+        ("Valid tool calls (of turns)", _opt(stats.get("valid_call_rate"), "{:.1%}")),
+        ("Search as first call", _opt(stats.get("first_search_rate"), "{:.1%}")),
         ("Accuracy", "n/a" if acc is None else
          f"{100 * acc:.1f}% ({stats['correct_answers']}/{judged})"),
         ("Avg reward", f"{stats['avg_reward']:+.3f} (std {stats['std_reward']:.3f})"),

@@ -17,6 +17,9 @@ Definitions (N = ``total_samples`` = number of evaluated rollouts):
   Compared scenarios are those present in the baseline with no judge error in this eval;
   ``baseline_compared`` counts them. All three are ``None`` when there is no baseline or no
   scenario could be compared.
+* ``valid_call_rate``: share of all turns whose text parsed to a known tool with valid
+  arguments; ``first_search_rate``: share of rollouts whose first call is a valid search
+  (:mod:`inboxrl.logs.protocol`).
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from typing import Any, Sequence
 
 from inboxrl.agent.trajectory import Trajectory
 from inboxrl.logs.metrics import reward_stats
+from inboxrl.logs.protocol import protocol_stats
 from inboxrl.utils.atomic import atomic_write_json
 
 TIE_TOLERANCE = 1e-9
@@ -51,6 +55,8 @@ WANDB_KEYS = {
     "eval_time": "eval/eval_time",
     "tie_rate": "eval/tie_rate",
     "judge_errors": "eval/judge_errors",
+    "valid_call_rate": "eval/valid_call_rate",
+    "first_search_rate": "eval/first_search_rate",
 }
 
 
@@ -139,6 +145,8 @@ def eval_statistics(trajectories: Sequence[Trajectory], step: int, eval_time: fl
         "judge_errors": n - len(judged),
         "eval_time": float(eval_time),
     }
+    proto = protocol_stats(trajectories)
+    stats["valid_call_rate"], stats["first_search_rate"] = proto.valid_call_rate, proto.first_search_rate
     stats.update(compare_to_baseline(trajectories, baseline_rewards))
     stats["per_scenario"] = _per_scenario(trajectories)
     return stats

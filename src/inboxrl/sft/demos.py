@@ -14,8 +14,7 @@ budgets apply: a demonstration the engine would have cut is rejected.
 :func:`collect_demonstrations` runs the scripted reference agent (seeded, several varied episodes
 per scenario) on training scenarios and keeps the correctly answered ones.
 
-:func:`protocol_stats` measures protocol-following on any trajectories (valid tool calls per turn,
-search as the first call).
+:func:`protocol_stats` (from :mod:`inboxrl.logs.protocol`) measures protocol-following.
 """
 from __future__ import annotations
 
@@ -29,10 +28,8 @@ from inboxrl.agent.chat import ChatRenderer
 from inboxrl.agent.episode import Episode
 from inboxrl.agent.token_layout import append_result, open_prompt, turn_budget
 from inboxrl.agent.trajectory import ToolCall, Trajectory
+from inboxrl.logs.protocol import ProtocolStats, protocol_stats, valid_call  # noqa: F401 (re-exported)
 from inboxrl.email.types import Scenario
-
-SEARCH_TOOL = "search_emails"
-
 
 class DemoError(ValueError):
     """A demonstration cannot be rendered as a rollout (too long for the budgets, or it does
@@ -139,7 +136,7 @@ def call_pattern(traj: Trajectory) -> str:
     """``search>read>answer``-style summary of a trajectory's tool calls (``invalid`` for a turn
     with a format error)."""
     short = {"search_emails": "search", "read_email": "read", "return_final_answer": "answer"}
-    return ">".join(short.get(t.tool_call.name, t.tool_call.name) if _valid(t) else "invalid"
+    return ">".join(short.get(t.tool_call.name, t.tool_call.name) if valid_call(t) else "invalid"
                     for t in traj.turns)
 
 
@@ -211,38 +208,3 @@ def _attempt(store: Any, scenario: Scenario, judge: Any, renderer: ChatRenderer,
         out.unsuccessful += 1
         return None
     return traj
-
-
-@dataclass
-class ProtocolStats:
-    """How well trajectories follow the tool protocol."""
-
-    num_rollouts: int
-    num_turns: int
-    valid_call_rate: float  # turns whose text parsed to a known tool with valid arguments
-    first_search_rate: float  # rollouts whose first call is a valid search_emails call
-
-    def to_dict(self) -> dict[str, float | int]:
-        return {"num_rollouts": self.num_rollouts, "num_turns": self.num_turns,
-                "valid_call_rate": self.valid_call_rate, "first_search_rate": self.first_search_rate}
-
-    def line(self) -> str:
-        return (f"Protocol: valid tool calls in {self.valid_call_rate:.1%} of {self.num_turns} turns; "
-                f"search first in {self.first_search_rate:.1%} of {self.num_rollouts} rollouts")
-
-
-def _valid(turn: Any) -> bool:
-    return turn.tool_call is not None and turn.parse_error is None
-
-
-def protocol_stats(trajectories: Sequence[Trajectory]) -> ProtocolStats:
-    """Valid-call share over all turns and search-first share over all rollouts (a rollout with
-    no turn counts as not searching first). Empty input gives zeros."""
-    turns = [t for traj in trajectories for t in traj.turns]
-    valid = sum(1 for t in turns if _valid(t))
-    first = sum(1 for traj in trajectories if traj.turns and _valid(traj.turns[0])
-                and traj.turns[0].tool_call.name == SEARCH_TOOL)
-    n = len(trajectories)
-    return ProtocolStats(num_rollouts=n, num_turns=len(turns),
-                         valid_call_rate=valid / len(turns) if turns else 0.0,
-                         first_search_rate=first / n if n else 0.0)

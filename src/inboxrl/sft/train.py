@@ -9,7 +9,7 @@ mini-batches of demonstrations for a number of epochs, with a tqdm progress bar.
 scenarios, evaluate before (step 0), train, evaluate after (step = optimizer steps) with the
 training eval (:func:`inboxrl.grpo.evaluation.evaluate`: eval JSON and trajectories under
 ``{output_dir}/eval_logs/``, Detailed Rubric Statistics printed) and print the protocol
-statistics (:func:`inboxrl.sft.demos.protocol_stats`).
+statistics (:func:`inboxrl.logs.protocol.protocol_stats`).
 """
 from __future__ import annotations
 
@@ -133,7 +133,7 @@ def _say(console: Any, message: str) -> None:
 def _eval(policy: Any, data: Any, env_factory: Callable, cfg: Any, step: int, out: Path,
           console: Any, label: str) -> dict[str, Any]:
     from inboxrl.grpo.evaluation import evaluate
-    from inboxrl.sft.demos import protocol_stats
+    from inboxrl.logs.protocol import protocol_stats
 
     if hasattr(console, "eval_start"):
         console.eval_start(step, len(data.validation))
