@@ -106,6 +106,9 @@ class TrainConfig:
                                "LOSS_AGGREGATION", ("token_mean", "seq_mean", "constant"))
     token_budget: int = _f(4096, "Max padded tokens per micro-batch (gradient accumulation across them).",
                            "TOKEN_BUDGET")
+    share_prefix: bool = _f(True, "Run the prompt prefix that a micro-batch's rows share once, its KV cache "
+                            "repeated over the rows (same log-probs and gradients up to rounding; GRPO, "
+                            "KL reference and SFT).", "SHARE_PREFIX")
     # -- optimisation -----------------------------------------------------------------------
     max_steps: int = _f(4, "Training steps.", "MAX_STEPS")
     learning_rate: float = _f(5e-5, "AdamW peak learning rate.", "LEARNING_RATE")

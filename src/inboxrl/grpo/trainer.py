@@ -140,7 +140,8 @@ class GRPOTrainer:
         return UpdateSettings(num_iterations=cfg.num_iterations, epsilon_low=cfg.epsilon_low,
                               epsilon_high=cfg.epsilon_high, aggregation=cfg.loss_aggregation,
                               beta=cfg.beta, max_grad_norm=cfg.max_grad_norm, token_budget=cfg.token_budget,
-                              constant_norm=cfg.max_tokens * cfg.max_turns, temperature=cfg.temperature)
+                              constant_norm=cfg.max_tokens * cfg.max_turns, temperature=cfg.temperature,
+                              share_prefix=cfg.share_prefix)
 
     # -- evaluation and stopping ----------------------------------------------------------
     def run_eval(self, step: int) -> EvalResult:

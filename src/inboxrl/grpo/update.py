@@ -7,6 +7,8 @@ accumulated gradient does not depend on the split), clip the gradient norm and s
 — unless the loss or the gradient norm is not finite, in which case the gradients are zeroed, the
 optimizer does not step, and the step is reported ``skipped`` (the trainer counts those).
 
+The forward pass (selective LM head, shared prompt prefix) is :mod:`inboxrl.grpo.forward`.
+
 The LR scheduler steps exactly once per call (once per *training step*, not per iteration), also
 when the step was skipped or empty, so the schedule stays aligned with the trainer's step counter.
 
@@ -19,7 +21,6 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -27,7 +28,8 @@ import torch
 
 from inboxrl.agent.trajectory import Trajectory
 from inboxrl.grpo.batching import MicroBatch, make_micro_batches
-from inboxrl.grpo.loss import AGGREGATIONS, aggregation_weights, batch_totals, grpo_loss, logprobs_from_logits, sft_loss
+from inboxrl.grpo.forward import reference_logprobs, trained_logprobs
+from inboxrl.grpo.loss import AGGREGATIONS, aggregation_weights, batch_totals, grpo_loss, sft_loss
 
 
 @dataclass
@@ -41,6 +43,7 @@ class UpdateSettings:
     token_budget: int = 4096  # rows × padded length per micro-batch
     constant_norm: int = 1024  # C of the `constant` aggregation (Dr. GRPO)
     temperature: float = 1.0  # the sampling temperature: logits are divided by it before log-softmax
+    share_prefix: bool = True  # run a micro-batch's common prompt prefix once (grpo/forward.py; exact)
 
     def __post_init__(self) -> None:
         if self.aggregation not in AGGREGATIONS:
@@ -71,71 +74,6 @@ class UpdateStats:
 
 def _device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
-
-
-# config attributes that post-process ``lm_head`` outputs: such models take the full-logits path
-_LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_scale", "logits_scaling")
-
-
-def _head_split(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module] | None:
-    """``(decoder, lm_head)`` when the logits are exactly ``lm_head(decoder(...).last_hidden_state)``
-    (Llama, Qwen, Mistral, SmolLM... and their peft wrappers), else None."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    cfg = getattr(base, "config", None)
-    if cfg is None or not type(base).__name__.endswith("ForCausalLM"):
-        return None
-    if any(getattr(cfg, a, None) is not None for a in _LOGIT_POSTPROCESSING):
-        return None
-    try:
-        decoder, head = base.get_decoder(), base.get_output_embeddings()
-    except (AttributeError, NotImplementedError):
-        return None
-    return (decoder, head) if isinstance(head, torch.nn.Linear) and decoder is not None else None
-
-
-def trained_logprobs(model: torch.nn.Module, mb: MicroBatch, temperature: float = 1.0,
-                     with_entropy: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Log-probs ``[B, L-1]`` (float32, with grad, 0 off the loss mask) of the trained target tokens,
-    and their entropies ``[T]`` (no grad; None unless ``with_entropy``).
-
-    The LM head is applied only at the positions that predict trained tokens (fewer FLOPs and a
-    ``[T, V]`` instead of ``[B, L, V]`` logits tensor) when the architecture allows it; otherwise
-    the full logits are computed and the same positions selected. Both give the same numbers.
-    """
-    sel = mb.loss_mask > 0
-    split = _head_split(model)
-    if split is None:
-        logits = model(input_ids=mb.input_ids, attention_mask=mb.attention_mask, use_cache=False).logits
-        logits = logits[:, :-1][sel]
-    else:
-        decoder, head = split
-        hidden = decoder(input_ids=mb.input_ids, attention_mask=mb.attention_mask, use_cache=False).last_hidden_state
-        logits = head(hidden[:, :-1][sel])
-    logp_sel, entropy = logprobs_from_logits(logits, mb.target_ids[sel], temperature, with_entropy)
-    logp = torch.zeros(sel.shape, dtype=logp_sel.dtype, device=logp_sel.device).masked_scatter(sel, logp_sel)
-    return logp, entropy
-
-
-@torch.no_grad()
-def reference_logprobs(model: torch.nn.Module, micro_batches: Sequence[MicroBatch],
-                       ref_model: torch.nn.Module | None = None, temperature: float = 1.0) -> list[torch.Tensor]:
-    """Log-probs ``[B, L-1]`` of each micro-batch's trained targets under the reference policy.
-
-    The reference is ``ref_model`` when given, else ``model`` with its adapter disabled (peft:
-    ``model.disable_adapter()``, no second copy in memory). Raises ``ValueError`` for a model that
-    is neither a peft model nor accompanied by ``ref_model``.
-    """
-    if ref_model is None and not hasattr(model, "disable_adapter"):
-        raise ValueError("KL (beta > 0) with full fine-tuning needs ref_model")
-    ref = ref_model if ref_model is not None else model
-    ctx = model.disable_adapter() if ref_model is None else nullcontext()
-    was_training = ref.training
-    ref.eval()
-    try:
-        with ctx:
-            return [trained_logprobs(ref, mb, temperature, with_entropy=False)[0] for mb in micro_batches]
-    finally:
-        ref.train(was_training)
 
 
 def _finish(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: float,
@@ -169,7 +107,7 @@ def _grpo_pass(model: torch.nn.Module, mbs: list[MicroBatch], weights: list[torc
                refs: list[torch.Tensor] | None, s: UpdateSettings) -> dict[str, float]:
     out = {"loss": 0.0, "policy_loss": 0.0, "kl": 0.0, "clipped": 0.0, "entropy": 0.0}
     for i, mb in enumerate(mbs):
-        logp, entropy = trained_logprobs(model, mb, s.temperature)
+        logp, entropy = trained_logprobs(model, mb, s.temperature, share_prefix=s.share_prefix)
         parts = grpo_loss(logp, mb, weights[i], s.epsilon_low, s.epsilon_high, s.beta,
                           refs[i] if refs is not None else None)
         parts.loss.backward()
@@ -208,7 +146,8 @@ def policy_update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, sche
         stats.skipped, stats.skip_reason = True, "no trainable tokens"
     else:
         weights = [aggregation_weights(mb, settings.aggregation, totals, settings.constant_norm) for mb in mbs]
-        refs = reference_logprobs(model, mbs, ref_model, settings.temperature) if settings.beta > 0 else None
+        refs = (reference_logprobs(model, mbs, ref_model, settings.temperature, settings.share_prefix)
+                if settings.beta > 0 else None)
         model.train()
         acc = {"loss": 0.0, "policy_loss": 0.0, "kl": 0.0, "clipped": 0.0, "entropy": 0.0, "grad_norm": 0.0}
         for _ in range(settings.num_iterations):
@@ -244,7 +183,7 @@ def sft_update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedul
         optimizer.zero_grad(set_to_none=True)
         loss = 0.0
         for mb in mbs:
-            logp = trained_logprobs(model, mb, with_entropy=False)[0]
+            logp = trained_logprobs(model, mb, with_entropy=False, share_prefix=settings.share_prefix)[0]
             part = sft_loss(logp, mb, aggregation_weights(mb, "token_mean", totals))
             part.backward()
             loss += float(part.detach())

@@ -28,7 +28,7 @@ class SFTSettings:
     """The SFT loop: ``epochs`` passes over the demonstrations in shuffled mini-batches of
     ``batch_size`` (one optimizer step each), AdamW at ``learning_rate`` with ``warmup_steps`` of
     linear warm-up then ``schedule`` decay, gradient clipping at ``max_grad_norm``, micro-batches
-    of at most ``token_budget`` padded tokens."""
+    of at most ``token_budget`` padded tokens; ``share_prefix``: see :mod:`inboxrl.grpo.forward`."""
 
     epochs: int = 1
     learning_rate: float = 2e-4
@@ -37,6 +37,7 @@ class SFTSettings:
     schedule: str = "cosine"
     max_grad_norm: float = 1.0
     token_budget: int = 4096
+    share_prefix: bool = True
     seed: int = 0
     progress: bool = True
 
@@ -92,7 +93,8 @@ def train_sft(model: Any, demos: Sequence[Trajectory], settings: SFTSettings, pa
     optimizer = make_optimizer(model, lr=settings.learning_rate)
     scheduler = make_scheduler(optimizer, warmup_steps=min(settings.warmup_steps, len(batches) - 1),
                                total_steps=len(batches), kind=settings.schedule)
-    update = UpdateSettings(max_grad_norm=settings.max_grad_norm, token_budget=settings.token_budget)
+    update = UpdateSettings(max_grad_norm=settings.max_grad_norm, token_budget=settings.token_budget,
+                            share_prefix=settings.share_prefix)
     per_epoch = max(1, len(batches) // settings.epochs)
     result = SFTResult()
     started = time.perf_counter()

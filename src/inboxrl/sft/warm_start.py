@@ -98,7 +98,7 @@ def settings_from_config(cfg: Any):
                          max_pattern_share=cfg.sft_max_pattern_share)
     sft = SFTSettings(epochs=cfg.sft_epochs, learning_rate=cfg.sft_learning_rate,
                       batch_size=cfg.sft_batch_size, warmup_steps=1, max_grad_norm=cfg.max_grad_norm,
-                      token_budget=cfg.token_budget, seed=cfg.seed)
+                      token_budget=cfg.token_budget, share_prefix=cfg.share_prefix, seed=cfg.seed)
     return demos, sft
 
 
