@@ -212,3 +212,19 @@ def test_plans_within_a_small_turn_budget(small_store):
     # with 2 turns left after the search there is no room for a distractor read
     assert [c.name for c in ep.calls] == ["search_emails", "read_email", "return_final_answer"]
     assert ep.rubric.answer_correct
+
+
+def test_max_keywords_bounds_every_search(corpus_db):
+    path, test = corpus_db
+    store = EmailStore(path)
+    lengths = {None: [], 3: []}
+    for cap in lengths:
+        for i, sc in enumerate(test[:30]):
+            agent = ReferenceAgent(random.Random(i), p_full=0.6, roomy_turns=4, max_keywords=cap)
+            ep = run_reference_episode(store, sc, NormalizedJudge(), 4, agent)
+            lengths[cap] += [len(c.arguments["keywords"]) for c in ep.calls if c.name == "search_emails"]
+        if cap is not None:
+            ladder = agent.keyword_ladder(test[0].question)
+            assert all(len(kw) <= cap for kw in ladder) and len(ladder) == len({tuple(k) for k in ladder})
+    assert max(lengths[None]) > 3  # the whole-question choice is long without the cap
+    assert max(lengths[3]) <= 3

@@ -153,6 +153,8 @@ def test_demo_agent_defaults_need_second_searches_and_distractor_reads(world, ti
     assert got.call_patterns["search>read>answer"] < len(got.trajectories)
     assert got.call_patterns["search>search>read>answer"] > 0
     assert got.call_patterns["search>read>read>answer"] > 0
+    searches = [t.tool_call for traj in got.trajectories for t in traj.turns if t.tool_call.name == "search_emails"]
+    assert max(len(c.arguments["keywords"]) for c in searches) <= 4  # long lists taught endless repeats
 
 
 def test_bad_pattern_share_is_refused():

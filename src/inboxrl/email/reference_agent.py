@@ -107,20 +107,21 @@ class ReferenceAgent:
     then the agent broadens), only when ``roomy_turns`` or more turns are left;
     ``p_distractor_first``: with two or more candidates, read the second-ranked hit first;
     ``p_max_results``: pass an explicit ``max_results``.
-    ``max_searches`` / ``max_reads`` bound the episode.
+    ``max_searches`` / ``max_reads`` bound the episode; ``max_keywords`` (None: no limit) the
+    keywords of one search (the first ones of each choice are kept).
     """
 
     def __init__(self, rng: random.Random, mode: str = "read", p_broad: float = 0.3,
                  p_full: float = 0.25, p_distractor_first: float = 0.2,
                  p_max_results: float = 0.2, max_searches: int = 5, max_reads: int = 5,
-                 roomy_turns: int = ROOMY_TURNS):
+                 roomy_turns: int = ROOMY_TURNS, max_keywords: int | None = None):
         if mode not in ("read", "snippet"):
             raise ValueError(f"mode must be 'read' or 'snippet', got {mode!r}")
         self.rng, self.mode = rng, mode
         self.p_broad, self.p_full = p_broad, p_full
         self.p_distractor_first, self.p_max_results = p_distractor_first, p_max_results
         self.max_searches, self.max_reads = max_searches, max_reads
-        self.roomy_turns = roomy_turns
+        self.roomy_turns, self.max_keywords = roomy_turns, max_keywords
 
     # -- keyword choice ---------------------------------------------------------------------
     @staticmethod
@@ -138,11 +139,11 @@ class ReferenceAgent:
         terms = self.specific_terms(question) or key_terms(question) or question.split()[:3]
         x = self.rng.random()
         if x < self.p_full and roomy:
-            return key_terms(question) or terms
+            return (key_terms(question) or terms)[:self.max_keywords]
         if x < self.p_full + self.p_broad:
             pool = terms[:4]
-            return self.rng.sample(pool, min(len(pool), self.rng.choice((2, 3))))
-        return [t for t in terms if _strong(t)] or terms[:3]
+            return self.rng.sample(pool, min(len(pool), self.rng.choice((2, 3))))[:self.max_keywords]
+        return ([t for t in terms if _strong(t)] or terms[:3])[:self.max_keywords]
 
     def keyword_ladder(self, question: str) -> list[list[str]]:
         """Keyword lists from narrow to broad, tried in order after a search with no results
@@ -151,7 +152,8 @@ class ReferenceAgent:
         terms = self.specific_terms(question)
         strong = [t for t in terms if _strong(t)]
         ladder = [terms, strong] + [strong[:k] for k in range(len(strong) - 1, 0, -1)]
-        return [kw for kw in ladder if kw] + [[t] for t in terms]
+        ladder = [kw[:self.max_keywords] for kw in ladder if kw] + [[t] for t in terms]
+        return [kw for i, kw in enumerate(ladder) if kw not in ladder[:i]]
 
     def next_keywords(self, st: _State, question: str) -> list[str] | None:
         """The first ladder rung not searched yet and not a superset of a search that found

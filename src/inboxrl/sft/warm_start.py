@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 MARKER = "warm_start.json"
-FORMAT_VERSION = 2  # bump when demonstrations or training change in a way the key cannot see
+FORMAT_VERSION = 3  # bump when demonstrations or training change in a way the key cannot see
 KEY_FIELDS = ("dtype", "seed", "max_turns", "max_tokens", "max_context_tokens", "judge",
               "judge_model", "sft_num_demos", "sft_episodes_per_scenario", "sft_max_pattern_share",
               "sft_epochs", "sft_batch_size", "sft_learning_rate", "sft_use_lora", "sft_lora_r")
