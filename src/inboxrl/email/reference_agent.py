@@ -176,10 +176,9 @@ class ReferenceAgent:
         """The next tool call given the (call, observation) pairs so far.
 
         ``turns_left`` (None: unlimited) makes the agent plan within its budget: the full-
-        question first search only with ``ROOMY_TURNS`` or more turns, a distractor read first
-        only with three or more left (distractor, reference, answer), and with one left it
-        answers (or says "I don't know") rather than search or read. (``roomy_turns`` replaces
-        ``ROOMY_TURNS`` per agent.)"""
+        question first search only with ``roomy_turns`` (default ``ROOMY_TURNS``) or more turns,
+        a distractor read first only with three or more left (distractor, reference, answer),
+        and with one left it answers (or says "I don't know") rather than search or read."""
         if self.mode == "snippet":
             return self._act_snippet(scenario, history)
         st = _State.of(history)

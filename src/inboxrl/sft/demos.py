@@ -28,8 +28,9 @@ from inboxrl.agent.chat import ChatRenderer
 from inboxrl.agent.episode import Episode
 from inboxrl.agent.token_layout import append_result, open_prompt, turn_budget
 from inboxrl.agent.trajectory import ToolCall, Trajectory
-from inboxrl.logs.protocol import ProtocolStats, protocol_stats, valid_call  # noqa: F401 (re-exported)
 from inboxrl.email.types import Scenario
+from inboxrl.logs.protocol import ProtocolStats, protocol_stats, valid_call  # noqa: F401 (re-exported)
+
 
 class DemoError(ValueError):
     """A demonstration cannot be rendered as a rollout (too long for the budgets, or it does
