@@ -42,6 +42,7 @@ def test_env_names_of_existing_dotenv_files():
     ({"WANDB_MODE": "sometimes"}, "wandb_mode must be one of"),
     ({"TOP_P": "1.5"}, "top_p must be in"),
     ({"SFT_MAX_PATTERN_SHARE": "0"}, "sft_max_pattern_share must be in"),
+    ({"ROLLOUT_BATCH_SIZE": "-1"}, "rollout_batch_size must be >= 0"),
 ])
 def test_invalid_values_name_the_setting(env, needle):
     with pytest.raises(ConfigError, match=needle):
@@ -79,3 +80,17 @@ def test_sampler_is_epoch_based_and_resumable():
     b = ScenarioSampler(scen, seed=3, cursor=4)
     assert [s.id for s in b.next_batch(4)] == stream[4:8]  # resume from a cursor
     assert [s.id for s in ScenarioSampler(scen, seed=4).next_batch(5)] != stream[:5]
+
+
+def test_rollout_batch_size_reaches_training_and_eval_rollouts():
+    from types import SimpleNamespace
+
+    from inboxrl.grpo.evaluation import eval_settings
+    from inboxrl.grpo.trainer import GRPOTrainer
+
+    cfg = build_config({}, env={"ROLLOUT_BATCH_SIZE": "3"})
+    assert eval_settings(cfg).batch_size == 3
+    assert GRPOTrainer.rollout_settings(SimpleNamespace(cfg=cfg), 1, 0).batch_size == 3
+    everything = build_config({}, env={"ROLLOUT_BATCH_SIZE": "0"})  # 0 = all rollouts together
+    assert eval_settings(everything).batch_size is None
+    assert GRPOTrainer.rollout_settings(SimpleNamespace(cfg=everything), 1, 0).batch_size is None

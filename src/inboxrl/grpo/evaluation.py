@@ -40,7 +40,8 @@ def eval_settings(cfg: TrainConfig) -> RolloutSettings:
     return RolloutSettings(max_turns=cfg.max_turns, max_new_tokens=cfg.max_tokens,
                            max_context_tokens=cfg.max_context_tokens,
                            temperature=cfg.eval_temperature if not greedy else 1.0, top_p=1.0,
-                           greedy=greedy, seed=cfg.seed, check_template=cfg.check_template)
+                           greedy=greedy, seed=cfg.seed, check_template=cfg.check_template,
+                           batch_size=cfg.rollout_batch_size or None)
 
 
 def evaluate(policy, scenarios: Sequence[Scenario], env_factory: Callable, cfg: TrainConfig, step: int,

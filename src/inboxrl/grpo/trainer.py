@@ -85,7 +85,7 @@ class GRPOTrainer:
         return RolloutSettings(max_turns=cfg.max_turns, max_new_tokens=cfg.max_tokens,
                                max_context_tokens=cfg.max_context_tokens, temperature=cfg.temperature,
                                top_p=cfg.top_p, greedy=False, seed=cfg.seed * 1_000_003 + step * 101 + micro,
-                               check_template=cfg.check_template)
+                               check_template=cfg.check_template, batch_size=cfg.rollout_batch_size or None)
 
     def collect(self, step: int) -> tuple[list[Trajectory], list]:
         """PHASE 1: B x G rollouts (x gradient_accumulation_steps batches), one group per scenario."""
