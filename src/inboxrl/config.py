@@ -91,8 +91,9 @@ class TrainConfig:
     temperature: float = _f(1.0, "Sampling temperature for training rollouts.", "TEMPERATURE")
     top_p: float = _f(1.0, "Nucleus sampling for training rollouts.", "TOP_P")
     rollout_batch_size: int = _f(8, "Rollouts decoded together in one batch (training and eval; 0 = all "
-                                 "of a step or eval at once). On a CPU a batch of 8 is faster per rollout "
-                                 "than 32 (bench/rollout_batch.py); on a GPU raise it.", "ROLLOUT_BATCH_SIZE")
+                                 "of a step or eval at once). Bounds the KV cache's memory; the rollouts are "
+                                 "the same whatever the size (bench/rollout_batch.py); on a GPU raise it.",
+                                 "ROLLOUT_BATCH_SIZE")
     check_template: bool = _f(False, "Compare each trajectory with a fresh chat-template render.",
                               "CHECK_TEMPLATE")
     # -- advantages and loss ----------------------------------------------------------------
