@@ -157,10 +157,8 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1 (got {getattr(self, name)!r})")
         for name in ("max_steps", "train_dataset_size", "sft_num_demos", "rollout_batch_size", "warmup_steps",
-                     "eval_steps",
-                     "save_steps",
-                     "patience", "beta", "weight_decay", "process_weight", "min_group_std",
-                     "epsilon_low", "epsilon_high", "eval_temperature", "keep_checkpoints"):
+                     "eval_steps", "save_steps", "patience", "beta", "weight_decay", "process_weight",
+                     "min_group_std", "epsilon_low", "epsilon_high", "eval_temperature", "keep_checkpoints"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0 (got {getattr(self, name)!r})")
         if min(self.learning_rate, self.max_grad_norm, self.temperature, self.sft_learning_rate) <= 0:
