@@ -91,8 +91,9 @@ class TrainConfig:
     temperature: float = _f(1.0, "Sampling temperature for training rollouts.", "TEMPERATURE")
     top_p: float = _f(1.0, "Nucleus sampling for training rollouts.", "TOP_P")
     rollout_batch_size: int = _f(8, "Rollouts decoded together in one batch (training and eval; 0 = all "
-                                 "of a step or eval at once). Bounds the KV cache's memory; the rollouts are "
-                                 "the same whatever the size (bench/rollout_batch.py); on a GPU raise it.",
+                                 "of a step or eval at once). The rollouts are the same whatever the size; on a "
+                                 "CPU 32 rollouts ran 1.45x faster in batches of 8 (bench/rollout_batch.py); "
+                                 "on a GPU raise it.",
                                  "ROLLOUT_BATCH_SIZE")
     check_template: bool = _f(False, "Compare each trajectory with a fresh chat-template render.",
                               "CHECK_TEMPLATE")
