@@ -5,7 +5,7 @@ The engine keeps one KV cache per batch whose width grows with every decoding st
 batch (rows idle in a step get a hole), so a wide batch pays attention and cache traffic over
 columns most rows do not use; smaller batches trade that against fewer rows per matrix
 product. Both sides run the same greedy eval rollouts (the validation scenarios of the embedded
-inbox, ``run_rollouts`` as ``inboxrl train`` evaluates), on the same model, and must produce the
+inbox, ``run_rollouts`` with the eval's own settings, ``eval_settings``), on the same model, and must produce the
 same trajectories up to float rounding; the wall time of each side, the ratio and how many
 trajectories are token-identical are printed.
 
@@ -19,6 +19,7 @@ sizes to compare, 0 = all rollouts at once.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 
@@ -34,8 +35,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from inboxrl.agent.rollout import RolloutRequest, RolloutSettings, run_rollouts
+    from inboxrl.agent.rollout import RolloutRequest, run_rollouts
     from inboxrl.config import build_config
+    from inboxrl.grpo.evaluation import eval_settings
     from inboxrl.run.data import resolve_data
     from inboxrl.run.model import load_policy
     from inboxrl.run.train import make_env_factory
@@ -53,9 +55,7 @@ def main(argv: list[str] | None = None) -> int:
           f"max {args.max_turns} turns x {args.max_new_tokens} tokens")
     results = {}
     for size in sizes:
-        settings = RolloutSettings(max_turns=args.max_turns, max_new_tokens=args.max_new_tokens,
-                                   max_context_tokens=cfg.max_context_tokens, greedy=True, progress=False,
-                                   batch_size=size or None)
+        settings = dataclasses.replace(eval_settings(cfg), progress=False, batch_size=size or None)
         start = time.perf_counter()
         trajs = run_rollouts(policy, requests, env_factory, settings)
         took = time.perf_counter() - start
