@@ -54,6 +54,9 @@ class TrainConfig:
     sft_max_pattern_share: float = _f(0.5, "At most this share of the demonstrations may repeat one call "
                                       "pattern (search>read>answer...) while other episodes are left; "
                                       "1 = no cap.", "SFT_MAX_PATTERN_SHARE")
+    sft_slip_prob: float = _f(0.3, "Chance that a demonstration's first search carries a scripted slip "
+                              "(a miscopied keyword); the model sees it and its empty result but is trained "
+                              "only on the recovery (DART-style noise injection). 0 = none.", "SFT_SLIP_PROB")
     sft_epochs: int = _f(3, "Passes over the demonstrations.", "SFT_EPOCHS")
     sft_batch_size: int = _f(4, "Demonstrations per SFT optimizer step.", "SFT_BATCH_SIZE")
     sft_learning_rate: float = _f(1e-3, "SFT AdamW peak learning rate (linear warm-up, cosine decay).",
@@ -169,6 +172,8 @@ class TrainConfig:
         for name in ("top_p", "sft_max_pattern_share"):
             if not 0 < getattr(self, name) <= 1:
                 raise ConfigError(f"{name} must be in (0, 1] (got {getattr(self, name)!r})")
+        if not 0 <= self.sft_slip_prob < 1:
+            raise ConfigError(f"sft_slip_prob must be in [0, 1) (got {self.sft_slip_prob!r})")
         if self.num_generations < 2:
             raise ConfigError("num_generations must be >= 2: GRPO normalises rewards within a group")
         for f in dataclasses.fields(self):

@@ -1,7 +1,9 @@
 """Token-faithful trajectories (DESIGN.md §3): what the policy saw and sampled, token by token.
 
 ``token_ids`` is the whole conversation exactly as the model consumed it; ``sources[i]`` says
-who produced token ``i`` (``system``, ``user``, ``tool``, ``model`` or ``template``);
+who produced token ``i`` (``system``, ``user``, ``tool``, ``model`` or ``template``; ``injected`` in
+SFT demonstrations only: a model turn the demonstration scripted as a mistake to recover from,
+shown to the model as context and never trained on, see :mod:`inboxrl.sft.demos`);
 ``logprobs[i]`` is the sampling log-prob of a ``model`` token (0.0 elsewhere); ``turn_index[i]``
 is the turn a ``model`` token belongs to (-1 elsewhere). Only ``model`` tokens are trained on.
 """
@@ -14,8 +16,9 @@ from typing import Any, Iterable
 
 from inboxrl.email.rubric import Rubric
 
-SOURCES = ("system", "user", "tool", "model", "template")
+SOURCES = ("system", "user", "tool", "model", "template", "injected")
 MODEL = "model"
+INJECTED = "injected"
 
 
 @dataclass
@@ -42,6 +45,7 @@ class Turn:
     num_tokens: int = 0
     process_reward: float = 0.0
     advantage: float = 0.0  # the advantage used in the loss for every model token of the turn
+    injected: bool = False  # SFT demonstrations: a scripted mistake (tokens ``injected``, untrained)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

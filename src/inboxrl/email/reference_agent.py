@@ -11,6 +11,10 @@ searching and reading is broken.
   first), accept an email that holds every question term that tells the family's members
   apart and states a value of the asked type, and answer it with that email as the source.
   "I don't know" when nothing fits.
+  With ``p_slip`` > 0 the first search sometimes carries a scripted slip (a keyword miscopied
+  the way a small model miscopies one: a month or number changed, a name misspelt, a word the
+  email lacks added); the agent then recovers as from any empty search. Such calls are flagged
+  in :attr:`ReferenceEpisode.injected` so a demonstration can show them without teaching them.
 * ``mode="snippet"``: search once and answer from the first hit's snippet (a baseline that
   distractors should defeat).
 """
@@ -36,6 +40,10 @@ ROOMY_TURNS = 6  # turns left at the start for the agent to risk a too-narrow fi
 _ASK_WORDS = frozenset("""amount number code date time price volume budget cost center target
 approved agreed issued used booked start held scheduled due finish go live fixed hotel
 which""".split())
+_MONTHS = ("January February March April May June July August September October November "
+           "December").split()
+_MISSPELL = ("s", "er", "en", "ey", "ing")  # endings a slipped name gets instead of its last two letters
+SLIP_TURNS = 4  # a slip needs room: slip, recovery search, read, answer
 _FORWARD = re.compile(r"^\s*(fw|fwd)\s*:", re.IGNORECASE)
 _TAG = re.compile(r"</?b>|…")
 
@@ -52,6 +60,7 @@ class ReferenceEpisode:
     reward: float
     events: list[list[str]] = field(default_factory=list)
     finish_reason: str = ""
+    injected: list[bool] = field(default_factory=list)  # per call: a scripted slip (see p_slip)
 
 
 def _strong(term: str) -> bool:
@@ -106,7 +115,9 @@ class ReferenceAgent:
     ``p_full``: first search uses every content word of the question (often too narrow,
     then the agent broadens), only when ``roomy_turns`` or more turns are left;
     ``p_distractor_first``: with two or more candidates, read the second-ranked hit first;
-    ``p_max_results``: pass an explicit ``max_results``.
+    ``p_max_results``: pass an explicit ``max_results``;
+    ``p_slip``: the first search is a scripted slip (:meth:`slip_keywords`), only with
+    ``SLIP_TURNS`` or more turns left; :attr:`last_injected` tells whether the last call was one.
     ``max_searches`` / ``max_reads`` bound the episode; ``max_keywords`` (None: no limit) the
     keywords of one search (the first ones of each choice are kept).
     """
@@ -114,7 +125,8 @@ class ReferenceAgent:
     def __init__(self, rng: random.Random, mode: str = "read", p_broad: float = 0.3,
                  p_full: float = 0.25, p_distractor_first: float = 0.2,
                  p_max_results: float = 0.2, max_searches: int = 5, max_reads: int = 5,
-                 roomy_turns: int = ROOMY_TURNS, max_keywords: int | None = None):
+                 roomy_turns: int = ROOMY_TURNS, max_keywords: int | None = None,
+                 p_slip: float = 0.0):
         if mode not in ("read", "snippet"):
             raise ValueError(f"mode must be 'read' or 'snippet', got {mode!r}")
         self.rng, self.mode = rng, mode
@@ -122,6 +134,7 @@ class ReferenceAgent:
         self.p_distractor_first, self.p_max_results = p_distractor_first, p_max_results
         self.max_searches, self.max_reads = max_searches, max_reads
         self.roomy_turns, self.max_keywords = roomy_turns, max_keywords
+        self.p_slip, self.last_injected = p_slip, False
 
     # -- keyword choice ---------------------------------------------------------------------
     @staticmethod
@@ -165,6 +178,34 @@ class ReferenceAgent:
                 return kw
         return None
 
+    def slip_keywords(self, question: str, keywords: list[str]) -> list[str]:
+        """``keywords`` with one slip of the kind SmolLM2-135M makes when it copies keywords
+        (seen in its eval trajectories: ``Stewards`` for Stewart, ``February`` for March, an
+        added ``number``): a word of a strong term changed (a month to another month, a number
+        by one, a name's last two letters replaced) or, half the time when the question has
+        one, a question word that is not a search term (``number``, ``code``) added."""
+        extra = [t for t in key_terms(question) if t.lower() in _ASK_WORDS and t.lower() != "which"
+                 and t not in keywords]
+        if extra and self.rng.random() < 0.5:
+            full = self.max_keywords is not None and len(keywords) >= self.max_keywords
+            return (keywords[:self.max_keywords - 1] if full else keywords) + [self.rng.choice(extra)]
+        strong = [i for i, k in enumerate(keywords) if _strong(k)] or list(range(len(keywords)))
+        i = self.rng.choice(strong)
+        words = keywords[i].split()
+        j = self.rng.randrange(len(words))
+        words[j] = self._miscopy(words[j])
+        return keywords[:i] + [" ".join(words)] + keywords[i + 1:]
+
+    def _miscopy(self, word: str) -> str:
+        if word in _MONTHS:
+            return self.rng.choice([m for m in _MONTHS if m != word])
+        if word.isdigit():
+            n = int(word)
+            return str(n + 1 if n == 0 else n + self.rng.choice((-1, 1)))
+        if len(word) <= 3:
+            return word + "s"
+        return word[:-2] + self.rng.choice([e for e in _MISSPELL if not word.endswith(e)])
+
     def _search(self, keywords: list[str]) -> ToolCall:
         args: dict[str, Any] = {"keywords": keywords}
         if self.rng.random() < self.p_max_results:
@@ -179,12 +220,18 @@ class ReferenceAgent:
         question first search only with ``roomy_turns`` (default ``ROOMY_TURNS``) or more turns,
         a distractor read first only with three or more left (distractor, reference, answer),
         and with one left it answers (or says "I don't know") rather than search or read."""
+        self.last_injected = False
         if self.mode == "snippet":
             return self._act_snippet(scenario, history)
         st = _State.of(history)
         q = scenario.question
         if not st.searches:
-            return self._search(self.first_keywords(q, turns_left is None or turns_left >= self.roomy_turns))
+            keywords = self.first_keywords(q, turns_left is None or turns_left >= self.roomy_turns)
+            room = turns_left is None or turns_left >= SLIP_TURNS
+            if self.p_slip > 0 and room and self.rng.random() < self.p_slip:
+                self.last_injected = True
+                keywords = self.slip_keywords(q, keywords)
+            return self._search(keywords)
         accepted = self._accepted(q, st)
         if accepted is not None or turns_left == 1:
             return self._answer(accepted)
@@ -288,8 +335,10 @@ def run_reference_episode(store: Any, scenario: Scenario, judge: Judge, max_turn
     env = EmailTaskEnv(store, scenario, judge, max_turns)
     history: History = []
     events: list[list[str]] = []
+    injected: list[bool] = []
     for turn in range(max_turns):
         call = agent.act(scenario, history, turns_left=max_turns - turn)
+        injected.append(agent.last_injected)
         result = env.step(call)
         history.append((call, result.observation))
         events.append(result.events)
@@ -298,4 +347,4 @@ def run_reference_episode(store: Any, scenario: Scenario, judge: Judge, max_turn
     reason = env.finish_reason if env.done else "max_turns"
     rubric = env.finish(reason)
     return ReferenceEpisode([c for c, _ in history], [o for _, o in history], rubric,
-                            outcome_reward(rubric, max_turns), events, reason)
+                            outcome_reward(rubric, max_turns), events, reason, injected)

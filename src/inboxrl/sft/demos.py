@@ -9,7 +9,12 @@ then — when the rollout goes on — the end of the turn and the tool result (`
 engine ends a turn as soon as the tool call is complete (before any end-of-turn token), so a
 policy that emits exactly these tokens produces a token-identical trajectory (turns, events,
 process rewards, rubric, reward, finish reason, messages). The same per-turn token and context
-budgets apply: a demonstration the engine would have cut is rejected.
+budgets apply: a demonstration the engine would have cut is rejected. A call flagged
+``injected`` (a scripted slip of the reference agent, ``p_slip``) is laid out the same way but its
+tokens are ``injected`` rather than ``model`` and its turn is marked ``injected``: the model sees
+the slip and the empty result in its context and is trained only on the recovery (noise
+injection into demonstrations so that the learner sees, and learns to leave, the states its own
+mistakes lead to: DART, Laskey et al. 2017, arXiv:1703.09327).
 
 :func:`collect_demonstrations` runs the scripted reference agent (seeded, several varied episodes
 per scenario) on training scenarios and keeps the correctly answered ones.
@@ -27,7 +32,7 @@ from typing import Any, Callable, Sequence
 from inboxrl.agent.chat import ChatRenderer
 from inboxrl.agent.episode import Episode
 from inboxrl.agent.token_layout import append_result, open_prompt, turn_budget
-from inboxrl.agent.trajectory import ToolCall, Trajectory
+from inboxrl.agent.trajectory import INJECTED, MODEL, ToolCall, Trajectory
 from inboxrl.email.types import Scenario
 from inboxrl.logs.protocol import ProtocolStats, protocol_stats, valid_call  # noqa: F401 (re-exported)
 
@@ -90,24 +95,27 @@ class DemoSet:
     unsuccessful: int = 0  # wrong answer, "I don't know", out of turns, error
     rejected: int = 0  # would not fit the rollout budgets
     held_back: int = 0  # successful, but their pattern had its share (see DemoSettings); unused
+    slips_found: int = 0  # a scripted slip that found emails: no mistake to recover from; dropped
     call_patterns: Counter = field(default_factory=Counter)  # e.g. "search>read>answer": count
 
     def summary(self) -> str:
         patterns = ", ".join(f"{p} x{n}" for p, n in self.call_patterns.most_common(5))
         return (f"{len(self.trajectories)} demonstrations kept of {self.attempted} reference episodes "
-                f"({self.unsuccessful} unsuccessful, {self.rejected} over budget, {self.held_back} held "
-                f"back for variety); patterns: {patterns}")
+                f"({self.unsuccessful} unsuccessful, {self.rejected} over budget, {self.slips_found} slips "
+                f"that found emails, {self.held_back} held back for variety); patterns: {patterns}")
 
 
 def render_calls(renderer: ChatRenderer, scenario: Scenario, calls: Sequence[ToolCall],
                  env_factory: Callable[[Scenario], Any], max_turns: int, max_new_tokens: int,
-                 max_context_tokens: int, group_id: int = 0, rollout_index: int = 0) -> Trajectory:
+                 max_context_tokens: int, group_id: int = 0, rollout_index: int = 0,
+                 injected: Sequence[bool] | None = None) -> Trajectory:
     """The trajectory a rollout of ``scenario`` makes when its model emits exactly
     ``renderer.format_call(c)`` for each ``c`` in ``calls`` (see the module docstring).
 
     Raises :class:`DemoError` when a turn exceeds its budget (:func:`turn_budget`), the context
     would overflow, or the episode ends before / does not end after the last call. The returned
-    trajectory has ``logprobs`` 0.0 everywhere and the rubric/reward of the replay.
+    trajectory has ``logprobs`` 0.0 everywhere and the rubric/reward of the replay. ``injected[k]``
+    true: call ``k``'s tokens are ``injected`` (context, not trained) and its turn is flagged.
     """
     ep = Episode(scenario, group_id, rollout_index, env_factory, max_turns)
     if ep.done or open_prompt(ep, renderer, scenario, max_context_tokens) is None:
@@ -122,9 +130,11 @@ def render_calls(renderer: ChatRenderer, scenario: Scenario, calls: Sequence[Too
         budget = turn_budget(ep, max_new_tokens, max_context_tokens)
         if len(ids) > budget:
             raise DemoError(f"scenario {scenario.id}: call {k} has {len(ids)} tokens, budget {budget}")
-        traj.append(ids, "model", [0.0] * len(ids), turn=len(traj.turns))
+        slip = bool(injected and injected[k])
+        traj.append(ids, INJECTED if slip else MODEL, [0.0] * len(ids), turn=len(traj.turns))
         traj.messages.append({"role": "assistant", "content": text})
         observation = ep.take_turn(text, num_tokens=len(ids))
+        traj.turns[-1].injected = slip
         if observation is None:
             break
         if append_result(ep, renderer, False, observation, max_context_tokens) is None:
@@ -137,10 +147,10 @@ def render_calls(renderer: ChatRenderer, scenario: Scenario, calls: Sequence[Too
 
 def call_pattern(traj: Trajectory) -> str:
     """``search>read>answer``-style summary of a trajectory's tool calls (``invalid`` for a turn
-    with a format error)."""
+    with a format error, ``slip`` for an injected one)."""
     short = {"search_emails": "search", "read_email": "read", "return_final_answer": "answer"}
-    return ">".join(short.get(t.tool_call.name, t.tool_call.name) if valid_call(t) else "invalid"
-                    for t in traj.turns)
+    return ">".join("slip" if t.injected else short.get(t.tool_call.name, t.tool_call.name)
+                    if valid_call(t) else "invalid" for t in traj.turns)
 
 
 def successful(traj: Trajectory) -> bool:
@@ -203,11 +213,14 @@ def _attempt(store: Any, scenario: Scenario, judge: Any, renderer: ChatRenderer,
     try:
         traj = render_calls(renderer, scenario, episode.calls, env_factory, settings.max_turns,
                             settings.max_new_tokens, settings.max_context_tokens,
-                            group_id=pos, rollout_index=rnd)
+                            group_id=pos, rollout_index=rnd, injected=episode.injected)
     except DemoError:
         out.rejected += 1
         return None
     if not successful(traj):
         out.unsuccessful += 1
+        return None
+    if any(t.injected and "zero_results" not in t.events for t in traj.turns):
+        out.slips_found += 1
         return None
     return traj

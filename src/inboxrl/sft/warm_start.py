@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 MARKER = "warm_start.json"
-FORMAT_VERSION = 3  # bump when demonstrations or training change in a way the key cannot see
+FORMAT_VERSION = 5  # bump when demonstrations or training change in a way the key cannot see
 KEY_FIELDS = ("dtype", "seed", "max_turns", "max_tokens", "max_context_tokens", "judge",
               "judge_model", "sft_num_demos", "sft_episodes_per_scenario", "sft_max_pattern_share",
-              "sft_epochs", "sft_batch_size", "sft_learning_rate", "sft_use_lora", "sft_lora_r")
+              "sft_slip_prob", "sft_epochs", "sft_batch_size", "sft_learning_rate", "sft_use_lora", "sft_lora_r")
 
 
 def _model_identity(source: str) -> dict[str, Any]:
@@ -96,6 +96,7 @@ def settings_from_config(cfg: Any):
                          seed=cfg.seed, max_turns=cfg.max_turns, max_new_tokens=cfg.max_tokens,
                          max_context_tokens=cfg.max_context_tokens,
                          max_pattern_share=cfg.sft_max_pattern_share)
+    demos.agent_options["p_slip"] = cfg.sft_slip_prob
     sft = SFTSettings(epochs=cfg.sft_epochs, learning_rate=cfg.sft_learning_rate,
                       batch_size=cfg.sft_batch_size, warmup_steps=1, max_grad_norm=cfg.max_grad_norm,
                       token_budget=cfg.token_budget, share_prefix=cfg.share_prefix, seed=cfg.seed)
