@@ -202,8 +202,12 @@ class ReferenceAgent:
         if word.isdigit():
             n = int(word)
             return str(n + 1 if n == 0 else n + self.rng.choice((-1, 1)))
+        digits = [i for i, c in enumerate(word) if c.isdigit()]
+        if digits:  # a label: Q1 -> Q2, DL-29404 -> DL-29405
+            i = digits[-1]
+            return word[:i] + str((int(word[i]) + 1) % 10) + word[i + 1:]
         if len(word) <= 3:
-            return word + "s"
+            return word + word[-1]
         return word[:-2] + self.rng.choice([e for e in _MISSPELL if not word.endswith(e)])
 
     def _search(self, keywords: list[str]) -> ToolCall:
