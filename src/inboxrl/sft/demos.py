@@ -58,8 +58,10 @@ class DemoSettings:
     made valid calls in only 69% of turns); ``max_pattern_share``: at most this share of
     ``num_demos`` may have the same call pattern (``search>read>answer``...) while other
     episodes are left; the set is topped up with the held-back episodes when the attempts run
-    out (1.0 = no cap). The default set on the embedded inbox: 16 search>read>answer,
-    10 search>read>read>answer, 6 search>search>read>answer.
+    out (1.0 = no cap). ``agent_options["p_slip"]`` (``SFT_SLIP_PROB``, set by the warm start):
+    the share of episodes that start with a scripted slip (see the module docstring). The
+    default set on the embedded inbox (slip 0.3): 16 search>read>answer, 8
+    slip>search>read>answer, 5 search>read>read>answer, 3 search>search>read>answer.
     """
 
     num_demos: int = 32
