@@ -77,3 +77,5 @@ def test_key_depends_on_data_and_model(setup):
     assert ws.warm_start_key(cfg, fewer, str(root / "base"))[0] != key
     assert ws.warm_start_key(cfg, data, "some/other-model")[0] != key
     assert ws.warm_start_key(_cfg(root), data, str(root / "base"))[0] == key
+    for changed in (dict(sft_slip_prob=0.0), dict(sft_epochs=2), dict(sft_max_pattern_share=0.25)):
+        assert ws.warm_start_key(_cfg(root, **changed), data, str(root / "base"))[0] != key, changed
