@@ -148,11 +148,36 @@ def _split_gguf(name: str) -> tuple[str, str | None]:
     return name, None
 
 
+def is_adapter_checkpoint(path: str | os.PathLike) -> bool:
+    """A directory holding only a LoRA adapter (``adapter_config.json``, no ``config.json``): what
+    a GRPO checkpoint of a LoRA run saves."""
+    p = Path(path).expanduser()
+    return (p / "adapter_config.json").is_file() and not (p / "config.json").is_file()
+
+
+def _from_adapter_checkpoint(path: Path, dtype: torch.dtype) -> tuple[Any, Any]:
+    """The base model the adapter names (``base_model_name_or_path``) with the adapter merged in,
+    and the base's tokenizer."""
+    import json
+
+    from peft import PeftModel
+
+    from inboxrl.policy.default_model import resolve_model_name
+
+    base = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path") or ""
+    if not base:
+        raise ValueError(f"{path}/adapter_config.json names no base model (base_model_name_or_path)")
+    model, tokenizer = _from_pretrained(str(resolve_model_name(base)), dtype)
+    return PeftModel.from_pretrained(model, str(path)).merge_and_unload(), tokenizer
+
+
 def _from_pretrained(name: str, dtype: torch.dtype) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source, gguf_file = _split_gguf(name)
     local = Path(source).expanduser()
+    if not gguf_file and is_adapter_checkpoint(local):
+        return _from_adapter_checkpoint(local, dtype)
     if local.is_dir():
         source = str(local)
     elif _looks_like_path(source):
@@ -203,8 +228,9 @@ def load_model(name_or_path: str | os.PathLike, dtype: str | torch.dtype = "auto
     """Load ``(model, tokenizer)``.
 
     ``name_or_path``: ``"default"`` (the embedded SmolLM2-135M-Instruct, see
-    ``default_model_dir``), a local model directory, a ``.gguf`` file, or a hub id (needs
-    network access or the local Hugging Face cache). Guarantees: the model is on ``device``
+    ``default_model_dir``), a local model directory, a LoRA adapter directory such as a GRPO
+    checkpoint (its base model, named in ``adapter_config.json``, with the adapter merged), a
+    ``.gguf`` file, or a hub id (needs network access or the local Hugging Face cache). Guarantees: the model is on ``device``
     (CUDA if available when ``None``) in the resolved dtype, in eval mode, with no
     quantization config; the tokenizer has a pad token (EOS when it had none). With
     ``gradient_checkpointing`` the non-reentrant variant is enabled. With ``lora`` the
@@ -235,7 +261,7 @@ def trainable_parameter_names(model: Any) -> list[str]:
 
 
 __all__: Sequence[str] = (
-    "LoraSpec", "load_model", "resolve_dtype", "resolve_device", "cpu_has_fast_bf16",
+    "LoraSpec", "load_model", "is_adapter_checkpoint", "resolve_dtype", "resolve_device", "cpu_has_fast_bf16",
     "strip_gguf_quantization", "ensure_pad_token", "apply_lora", "trainable_parameter_names",
     "enable_activation_checkpointing",
 )
