@@ -230,10 +230,10 @@ def load_model(name_or_path: str | os.PathLike, dtype: str | torch.dtype = "auto
     ``name_or_path``: ``"default"`` (the embedded SmolLM2-135M-Instruct, see
     ``default_model_dir``), a local model directory, a LoRA adapter directory such as a GRPO
     checkpoint (its base model, named in ``adapter_config.json``, with the adapter merged), a
-    ``.gguf`` file, or a hub id (needs network access or the local Hugging Face cache). Guarantees: the model is on ``device``
-    (CUDA if available when ``None``) in the resolved dtype, in eval mode, with no
-    quantization config; the tokenizer has a pad token (EOS when it had none). With
-    ``gradient_checkpointing`` the non-reentrant variant is enabled. With ``lora`` the
+    ``.gguf`` file, or a hub id (needs network access or the local Hugging Face cache).
+    Guarantees: the model is on ``device`` (CUDA if available when ``None``) in the resolved
+    dtype, in eval mode, with no quantization config; the tokenizer has a pad token (EOS when it
+    had none). With ``gradient_checkpointing`` the non-reentrant variant is enabled. With ``lora`` the
     returned model is a ``peft.PeftModel`` whose only trainable parameters are the adapter's
     (``with model.disable_adapter():`` gives the base model). A missing local path raises
     ``FileNotFoundError``; a bad dtype ``ValueError``.
@@ -261,7 +261,8 @@ def trainable_parameter_names(model: Any) -> list[str]:
 
 
 __all__: Sequence[str] = (
-    "LoraSpec", "load_model", "is_adapter_checkpoint", "resolve_dtype", "resolve_device", "cpu_has_fast_bf16",
+    "LoraSpec", "load_model", "is_adapter_checkpoint", "resolve_dtype", "resolve_device",
+    "cpu_has_fast_bf16",
     "strip_gguf_quantization", "ensure_pad_token", "apply_lora", "trainable_parameter_names",
     "enable_activation_checkpointing",
 )

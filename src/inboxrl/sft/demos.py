@@ -33,6 +33,7 @@ from inboxrl.agent.chat import ChatRenderer
 from inboxrl.agent.episode import Episode
 from inboxrl.agent.token_layout import append_result, open_prompt, turn_budget
 from inboxrl.agent.trajectory import INJECTED, MODEL, ToolCall, Trajectory
+from inboxrl.email.rubric import ZERO_RESULTS
 from inboxrl.email.types import Scenario
 from inboxrl.logs.protocol import ProtocolStats, protocol_stats, valid_call  # noqa: F401 (re-exported)
 
@@ -222,7 +223,7 @@ def _attempt(store: Any, scenario: Scenario, judge: Any, renderer: ChatRenderer,
     if not successful(traj):
         out.unsuccessful += 1
         return None
-    if any(t.injected and "zero_results" not in t.events for t in traj.turns):
+    if any(t.injected and ZERO_RESULTS not in t.events for t in traj.turns):
         out.slips_found += 1
         return None
     return traj

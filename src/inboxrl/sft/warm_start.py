@@ -30,7 +30,8 @@ MARKER = "warm_start.json"
 FORMAT_VERSION = 5  # bump when demonstrations or training change in a way the key cannot see
 KEY_FIELDS = ("dtype", "seed", "max_turns", "max_tokens", "max_context_tokens", "judge",
               "judge_model", "sft_num_demos", "sft_episodes_per_scenario", "sft_max_pattern_share",
-              "sft_slip_prob", "sft_epochs", "sft_batch_size", "sft_learning_rate", "sft_use_lora", "sft_lora_r")
+              "sft_slip_prob", "sft_epochs", "sft_batch_size", "sft_learning_rate", "sft_use_lora",
+              "sft_lora_r")
 
 
 def _model_identity(source: str) -> dict[str, Any]:
