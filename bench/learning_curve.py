@@ -2,6 +2,7 @@
 
     python bench/learning_curve.py                      # default model, 40 GRPO steps
     python bench/learning_curve.py --steps 10 --eval-steps 5 --json /tmp/curve.json
+    python bench/learning_curve.py --output-dir outputs/learning_curve --resume   # after an interruption
 
 Any training setting can also be given through its environment variable (see
 ``inboxrl train --help``), e.g. ``SFT_NUM_DEMOS=16 EVAL_DATASET_SIZE=16``.
@@ -32,6 +33,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-warm-start", action="store_true", help="GRPO from the base model instead")
     p.add_argument("--verbose", action="store_true", help="the detailed per-phase step logs")
     p.add_argument("--json", default="", help="also write the summary to this JSON file")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted curve from the latest checkpoint in --output-dir")
     return p.parse_args(argv)
 
 
@@ -80,7 +83,7 @@ def report(s: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     from inboxrl.config import build_config
     from inboxrl.logs.console import ConsoleLog
-    from inboxrl.run.train import build_trainer, fit
+    from inboxrl.run.train import build_trainer, fit, restore
 
     args = parse_args(argv)
     cfg = build_config({"max_steps": args.steps, "eval_steps": args.eval_steps, "output_dir": args.output_dir,
@@ -88,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                         "run_baseline_eval": True})
     started = time.time()
     trainer = build_trainer(cfg, ConsoleLog(verbose=cfg.verbose))
+    restore(trainer, resume=args.resume, resume_from=None, fresh=False)
     fit(trainer)
     summary = summarize(Path(cfg.output_dir), time.time() - started)
     print(report(summary))
