@@ -23,7 +23,7 @@ from inboxrl.config import build_config
 from inboxrl.email.synth import make_data
 from inboxrl.grpo.trainer import GRPOTrainer
 from inboxrl.logs.console import ConsoleLog
-from inboxrl.policy.hf import make_tiny_model
+from inboxrl.policy.hf import load_model, make_tiny_model
 from inboxrl.run.train import build_trainer, fit, restore
 
 from _logs_util import read_wandb_history_keys
@@ -106,6 +106,25 @@ def test_resume_gives_the_same_metrics_as_a_straight_run(assets, tmp_path, monke
     for k in ("train/loss", "train/avg_reward", "train/groups_kept", "train/groups_filtered",
               "train/num_early_exit", "eval/accuracy", "eval/beat_rate", "eval/total_searches"):
         assert k in keys, k
+
+
+def test_a_new_best_eval_saves_a_loadable_best_checkpoint(assets, tmp_path):
+    """A run whose eval improves writes ``{output_dir}/best`` (the checkpoint plus the tokenizer)
+    and keeps going; ``load_model`` (so ``eval --init-from``) reads it back."""
+    out = tmp_path / "run"
+    torch.set_num_threads(1)
+    trainer = build_trainer(settings(assets, out, max_steps=2, eval_steps=2), ConsoleLog(verbose=False))
+    token_parity_reward(trainer)
+    note_eval = trainer.note_eval
+    trainer.note_eval = lambda step, result: note_eval(step, result) or step == 2  # step 2 beats step 0
+    state = fit(trainer)
+    best = out / "best"
+    assert state.step == 2 and state.best_checkpoint == str(best)
+    assert (best / "adapter_model.safetensors").is_file() and (best / "tokenizer_config.json").is_file()
+    assert json.loads((best / "trainer_state.json").read_text())["step"] == 2
+    assert json.loads((out / "trainer_state.json").read_text())["best_checkpoint"] == str(best)
+    model, tok = load_model(best, dtype="fp32", device="cpu")
+    assert not any("lora" in n for n, _ in model.named_parameters())
 
 
 @pytest.mark.parametrize("env,needle", [

@@ -107,7 +107,7 @@ def save(trainer: GRPOTrainer, step: int, best: bool) -> None:
     path = ckpt.save_checkpoint(trainer.checkpoints, step, trainer.policy.model, trainer.optimizer,
                                 trainer.scheduler, s.to_dict(), keep_last=trainer.cfg.keep_checkpoints)
     if best:
-        s.best_checkpoint = str(ckpt.save_best(trainer.checkpoints.parent / "best", path))
+        s.best_checkpoint = str(ckpt.save_best(trainer.checkpoints.parent, path))  # -> {output_dir}/best
         trainer.policy.tokenizer.save_pretrained(s.best_checkpoint)
 
 
