@@ -19,11 +19,12 @@ import pytest
 import torch
 
 from inboxrl.cli import main as cli_main
-from inboxrl.config import build_config
+from inboxrl.config import ConfigError, build_config
 from inboxrl.email.synth import make_data
 from inboxrl.grpo.trainer import GRPOTrainer
 from inboxrl.logs.console import ConsoleLog
 from inboxrl.policy.hf import load_model, make_tiny_model
+from inboxrl.run.resume_settings import run_settings, settings_differences
 from inboxrl.run.train import build_trainer, fit, restore
 
 from _logs_util import read_wandb_history_keys
@@ -125,6 +126,31 @@ def test_a_new_best_eval_saves_a_loadable_best_checkpoint(assets, tmp_path):
     assert json.loads((out / "trainer_state.json").read_text())["best_checkpoint"] == str(best)
     model, tok = load_model(best, dtype="fp32", device="cpu")
     assert not any("lora" in n for n, _ in model.named_parameters())
+
+
+def test_resume_with_different_run_settings_stops_with_the_differences(assets, tmp_path):
+    out = tmp_path / "run"
+    run(settings(assets, out), until=2)
+    saved = json.loads((out / "checkpoints" / "checkpoint-0002" / "trainer_state.json").read_text())
+    assert saved["settings"]["learning_rate"] == pytest.approx(5e-3) and saved["step"] == 2
+    with pytest.raises(ConfigError) as err:
+        run(settings(assets, out, learning_rate=1e-3, num_generations=4), resume=True)
+    msg = str(err.value)
+    assert "learning_rate=0.001 (run: 0.005)" in msg and "num_generations=4 (run: 2)" in msg
+    assert "max_steps" not in msg and "checkpoint-0002" in msg
+    assert [r["step"] for r in train_rows(out)] == [1, 2]  # nothing was trained or logged
+    # where and how often it evaluates, logs and saves may change: the run goes on
+    state = run(settings(assets, out, eval_steps=4, save_steps=1, verbose=True), resume=True)
+    assert state.step == 4 and [r["step"] for r in train_rows(out)] == [1, 2, 3, 4]
+
+
+def test_only_run_defining_settings_count_as_differences(assets, tmp_path):
+    cfg = settings(assets, tmp_path)
+    saved = run_settings(cfg)
+    assert settings_differences(cfg, saved) == []
+    changed = dict(saved, output_dir="/elsewhere", wandb_mode="offline", token_budget=1, lr_scheduler="linear")
+    assert settings_differences(cfg, changed) == ["lr_scheduler='cosine' (run: 'linear')"]
+    assert settings_differences(cfg, {"learning_rate": 5e-3}) == []  # settings a run did not record
 
 
 @pytest.mark.parametrize("env,needle", [

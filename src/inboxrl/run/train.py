@@ -28,6 +28,7 @@ from inboxrl.logs.eval_stats import load_baseline, save_baseline
 from inboxrl.logs.sinks import MetricsSinks
 from inboxrl.run.data import resolve_data
 from inboxrl.run.model import load_policy
+from inboxrl.run.resume_settings import SETTINGS_KEY, check_resume_settings, run_settings
 from inboxrl.utils.atomic import atomic_write_json
 
 
@@ -77,6 +78,9 @@ def restore(trainer: GRPOTrainer, resume: bool, resume_from: str | None, fresh: 
         return
     if not path.exists():
         raise ConfigError(f"resume_from {path} does not exist")
+    state_file = path / ckpt.STATE_FILE
+    if state_file.is_file():
+        check_resume_settings(trainer.cfg, json.loads(state_file.read_text(encoding="utf-8")), str(path))
     state = ckpt.load_checkpoint(path, trainer.policy.model, trainer.optimizer, trainer.scheduler)
     trainer.state = TrainerState.from_dict(state)
     trainer.sampler.cursor = trainer.state.cursor
@@ -105,7 +109,8 @@ def save(trainer: GRPOTrainer, step: int, best: bool) -> None:
     s = trainer.state
     s.step, s.cursor = step, trainer.sampler.cursor
     path = ckpt.save_checkpoint(trainer.checkpoints, step, trainer.policy.model, trainer.optimizer,
-                                trainer.scheduler, s.to_dict(), keep_last=trainer.cfg.keep_checkpoints)
+                                trainer.scheduler, dict(s.to_dict(), **{SETTINGS_KEY: run_settings(trainer.cfg)}),
+                                keep_last=trainer.cfg.keep_checkpoints)
     if best:
         s.best_checkpoint = str(ckpt.save_best(trainer.checkpoints.parent, path))  # -> {output_dir}/best
         trainer.policy.tokenizer.save_pretrained(s.best_checkpoint)
