@@ -82,17 +82,14 @@ def report(s: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from inboxrl.config import build_config
-    from inboxrl.logs.console import ConsoleLog
-    from inboxrl.run.train import build_trainer, fit, restore
+    from inboxrl.run.train import run_training
 
     args = parse_args(argv)
     cfg = build_config({"max_steps": args.steps, "eval_steps": args.eval_steps, "output_dir": args.output_dir,
                         "warm_start": not args.no_warm_start, "verbose": args.verbose or None,
                         "run_baseline_eval": True})
     started = time.time()
-    trainer = build_trainer(cfg, ConsoleLog(verbose=cfg.verbose))
-    restore(trainer, resume=args.resume, resume_from=None, fresh=False)
-    fit(trainer)
+    run_training(cfg, resume=args.resume)
     summary = summarize(Path(cfg.output_dir), time.time() - started)
     print(report(summary))
     if args.json:
