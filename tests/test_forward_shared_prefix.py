@@ -105,3 +105,27 @@ def test_the_shared_path_is_taken(monkeypatch):
     assert len(seen) == 1 and seen[0] is not None
     keys = seen[0].layers[0].keys  # the prefix once, repeated over the rows, then each row's rest
     assert keys.shape[0] == mb.num_rows and keys.shape[-2] == mb.input_ids.shape[1]
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_activation_checkpointing_gives_the_plain_forward(lora):
+    """Under activation checkpointing transformers drops a layer's KV cache in training, so the
+    shared-prefix path would score each row's rest without its prefix: the forward must fall back
+    to the plain pass there and still give the plain log-probs and gradients."""
+    from inboxrl.policy.loading import enable_activation_checkpointing
+
+    mb = make_micro_batches(_batch(), 10_000, 0)[0]
+    grads, logps = [], []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = _lora(tiny_model(5)) if lora else tiny_model(5)
+        if checkpointing:
+            enable_activation_checkpointing(model)
+        model.train()
+        logp, _ = trained_logprobs(model, mb, share_prefix=True)
+        (logp * mb.advantages).sum().backward()
+        logps.append(logp.detach())
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert torch.allclose(logps[0], logps[1], atol=1e-5)
+    for name, g in grads[0].items():
+        assert torch.allclose(g, grads[1][name], atol=1e-5, rtol=1e-4), name

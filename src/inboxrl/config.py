@@ -42,6 +42,12 @@ class TrainConfig:
     use_lora: bool = _f(True, "Train a LoRA adapter (peft); false = full fine-tuning.", "USE_LORA")
     lora_r: int = _f(16, "LoRA rank (Hu et al., 2021).", "LORA_R")
     lora_alpha: int = _f(32, "LoRA alpha (scaling = alpha / r).", "LORA_ALPHA")
+    gradient_checkpointing: bool = _f(False, "Activation (gradient) checkpointing (Chen et al., 2016): "
+                                      "recompute each layer's activations in the backward pass instead of "
+                                      "keeping them; less memory per micro-batch, about one more forward "
+                                      "of compute (bench/activation_memory.py). GRPO update and SFT; the "
+                                      "shared-prefix forward is then off (checkpointed layers drop the KV "
+                                      "cache).", "GRADIENT_CHECKPOINTING")
     init_from: str = _f("", "Start from this checkpoint or model directory (e.g. a warm-start SFT "
                         "result) instead of model_name's weights.", "INIT_FROM")
     warm_start: bool = _f(False, "Run (or reuse, cached) the SFT warm start on reference-agent "

@@ -11,7 +11,9 @@ Two savings, both exact (same numbers up to float rounding, tested against the p
   prefix is run once on one row with the KV cache on, the cache is repeated over the rows, and
   only the rest of each row is run on top of it. Gradients flow through the repeated cache, so
   each prefix weight receives the sum over the rows, as in the plain pass. Used only where the
-  cache is the plain full-attention ``DynamicCache`` (no sliding window).
+  cache is the plain full-attention ``DynamicCache`` (no sliding window), and not under activation
+  checkpointing: transformers drops a checkpointed layer's cache while training with gradients,
+  so there the plain pass is taken.
 """
 from __future__ import annotations
 
@@ -72,9 +74,15 @@ def _prefix_cache(decoder: torch.nn.Module) -> object | None:
     return cache if layers and all(type(layer) is DynamicLayer for layer in layers) else None
 
 
+def _checkpointing_drops_cache(decoder: torch.nn.Module) -> bool:
+    """True when a forward with gradients would run checkpointed layers, which ignore the KV cache."""
+    return (decoder.training and torch.is_grad_enabled()
+            and any(getattr(m, "gradient_checkpointing", False) is True for m in decoder.modules()))
+
+
 def _hidden_states(decoder: torch.nn.Module, mb: MicroBatch, share_prefix: bool) -> tuple[torch.Tensor, int]:
     """Last hidden states of positions ``P..L-1``, and ``P`` (0 unless a prefix is shared)."""
-    prefix = shared_prefix_len(mb) if share_prefix else 0
+    prefix = shared_prefix_len(mb) if share_prefix and not _checkpointing_drops_cache(decoder) else 0
     cache = _prefix_cache(decoder) if prefix else None
     if cache is None:
         out = decoder(input_ids=mb.input_ids, attention_mask=mb.attention_mask, use_cache=False)

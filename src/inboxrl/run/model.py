@@ -26,7 +26,8 @@ def load_policy(cfg: TrainConfig, device: str | None = None):
 
     lora = LoraSpec(r=cfg.lora_r, alpha=cfg.lora_alpha) if cfg.use_lora else None
     try:
-        model, tokenizer = load_model(model_source(cfg), dtype=cfg.dtype, device=device, lora=lora)
+        model, tokenizer = load_model(model_source(cfg), dtype=cfg.dtype, device=device, lora=lora,
+                                      gradient_checkpointing=cfg.gradient_checkpointing)
     except (OSError, ValueError) as e:
         raise ConfigError(f"could not load model {cfg.init_from or cfg.model_name!r}: {e}") from None
     renderer = ChatRenderer(tokenizer, TOOL_SCHEMAS)

@@ -111,7 +111,8 @@ def load_sft_policy(cfg: Any, source: str):
     from inboxrl.policy.hf import HFPolicy, LoraSpec, load_model
 
     lora = LoraSpec(r=cfg.sft_lora_r, alpha=2 * cfg.sft_lora_r) if cfg.sft_use_lora else None
-    model, tokenizer = load_model(source, dtype=cfg.dtype, lora=lora)
+    model, tokenizer = load_model(source, dtype=cfg.dtype, lora=lora,
+                                  gradient_checkpointing=cfg.gradient_checkpointing)
     return HFPolicy(model=model, tokenizer=tokenizer, renderer=ChatRenderer(tokenizer, TOOL_SCHEMAS))
 
 
