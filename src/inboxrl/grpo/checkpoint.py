@@ -175,12 +175,19 @@ def _load_weights(path: Path, model: torch.nn.Module) -> None:
                          f"unexpected {result.unexpected_keys[:3]})")
 
 
+def read_state(path: str | Path) -> dict[str, Any]:
+    """The trainer state a checkpoint recorded; ``FileNotFoundError`` for an incomplete checkpoint."""
+    path = Path(path)
+    if not (path / STATE_FILE).is_file():
+        raise FileNotFoundError(f"{path} is not a complete checkpoint (no {STATE_FILE})")
+    return json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+
+
 def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
                     scheduler=None, restore_rng: bool = True) -> dict[str, Any]:
     """Restore weights/adapter in place, the optimizer, scheduler and RNG states; return the trainer state."""
     path = Path(path)
-    if not (path / STATE_FILE).is_file():
-        raise FileNotFoundError(f"{path} is not a complete checkpoint (no {STATE_FILE})")
+    state = read_state(path)
     _load_weights(path, model)
     device = next(model.parameters()).device
     if optimizer is not None:
@@ -189,4 +196,4 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.o
         scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
     if restore_rng:
         _set_rng_state(torch.load(path / "rng.pt", weights_only=True))
-    return json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+    return state

@@ -78,9 +78,7 @@ def restore(trainer: GRPOTrainer, resume: bool, resume_from: str | None, fresh: 
         return
     if not path.exists():
         raise ConfigError(f"resume_from {path} does not exist")
-    state_file = path / ckpt.STATE_FILE
-    if state_file.is_file():
-        check_resume_settings(trainer.cfg, json.loads(state_file.read_text(encoding="utf-8")), str(path))
+    check_resume_settings(trainer.cfg, ckpt.read_state(path), str(path))
     state = ckpt.load_checkpoint(path, trainer.policy.model, trainer.optimizer, trainer.scheduler)
     trainer.state = TrainerState.from_dict(state)
     trainer.sampler.cursor = trainer.state.cursor
