@@ -170,3 +170,9 @@ def console_messages(stderr: str) -> list[str]:
     console.log: the log does not say the level). The viewer's pages run no script, so any such
     line is a fault."""
     return [line for line in stderr.splitlines() if ":CONSOLE" in line or "Uncaught" in line]
+
+
+def rollout_section(page: str, rollout_index: int) -> str:
+    """The panel of one rollout on a group page."""
+    start = page.index(f'<section class="rollout" id="r{rollout_index:02d}">')
+    return page[start: page.index("</section>", start)]

@@ -11,7 +11,7 @@ import pytest
 
 from inboxrl.view.build import ViewSettings, build_view
 
-from _view_util import ADVANTAGES, console_messages, make_handmade_run, parse, run_chromium
+from _view_util import ADVANTAGES, console_messages, make_handmade_run, parse, rollout_section, run_chromium
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +55,11 @@ def test_step_page_in_the_browser(view):
 
 def test_rollout_page_in_the_browser(view):
     view_dir, profile = view
-    page = view_dir / "rollouts" / "step_0001" / "g000_r00.html"
+    page = view_dir / "rollouts" / "step_0001" / "g000.html"
     dom = dump_dom(page, profile)
-    assert parse(dom).counts["turn"] == len(ADVANTAGES[0][0])
+    assert parse(dom).counts["rollout"] == len(ADVANTAGES[0])
+    for r, advs in enumerate(ADVANTAGES[0]):
+        assert parse(rollout_section(dom, r)).counts["turn"] == len(advs)
     assert "<script" not in dom  # the email body's <script> is text, not an element
     assert "pwned" not in re.search(r"<title>(.*?)</title>", dom, re.S).group(1)
     results = [htmllib.unescape(m) for m in re.findall(r'<pre class="tool-result">(.*?)</pre>', dom, re.S)]

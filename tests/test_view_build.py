@@ -12,7 +12,7 @@ import pytest
 from inboxrl.agent.trajectory import load_jsonl
 from inboxrl.view.build import ViewError, ViewSettings, build_view
 
-from _view_util import ADVANTAGES, SCRIPT_BODY, make_handmade_run, parse
+from _view_util import ADVANTAGES, SCRIPT_BODY, make_handmade_run, parse, rollout_section
 
 SERIAL = ViewSettings(workers=1)
 
@@ -62,7 +62,7 @@ def test_filtered_groups_are_shown_filtered_with_zero_advantages(run):
 
 def test_model_and_email_text_is_escaped(run):
     root, _ = run
-    page = read(root, "rollouts/step_0001/g000_r00.html")
+    page = read(root, "rollouts/step_0001/g000.html")
     assert "<script>" not in page and "<i>raw</i>" not in page and "<b>not bold</b>" not in page
     assert "&lt;script&gt;" in page and "&lt;i&gt;raw&lt;/i&gt;" in page
     step = read(root, "steps/step_0001.html")
@@ -74,17 +74,18 @@ def test_model_and_email_text_is_escaped(run):
 def test_rollout_page_shows_each_turn_and_each_model_token(run):
     root, _ = run
     for (g, r), advs in {(0, 0): ADVANTAGES[0][0], (0, 1): ADVANTAGES[0][1], (1, 0): ADVANTAGES[1][0]}.items():
-        page = read(root, f"rollouts/step_0001/g{g:03d}_r{r:02d}.html")
+        page = rollout_section(read(root, f"rollouts/step_0001/g{g:03d}.html"), r)
         counts = parse(page).counts
         assert counts["turn"] == len(advs)
         assert f"Conversation ({len(advs)} turn" in page
+        assert f'id="r{r:02d}-turn-{len(advs)}"' in page
         n_model = sum(2 + (i + r) % 2 for i in range(len(advs)))
         assert counts["src-model"] == n_model + 1  # + the legend's swatch
         titles = re.findall(r'class="tok src-model" title="turn (\d+) · log-prob (\S+) · advantage (\S+)"', page)
         assert len(titles) == n_model
         assert {float(a) for _, _, a in titles} == set(advs)
         assert titles[0][1] == "-0.5000"
-    page = read(root, "rollouts/step_0001/g000_r00.html")
+    page = rollout_section(read(root, "rollouts/step_0001/g000.html"), 0)
     assert "unparseable: no JSON object found" in page  # turn 2's parse error
     assert '&#34;name&#34;: &#34;read_email&#34;' in page  # turn 1's parsed call, as JSON
     assert "read_reference" in page and "format_error" in page
@@ -134,7 +135,11 @@ def test_every_link_and_image_is_a_local_file(run):
         parser.feed(page.read_text(encoding="utf-8"))
         for target in parser.targets:
             assert "://" not in target and not target.startswith("//"), (page, target)  # no network
-            assert (page.parent / target.split("#")[0]).resolve().is_file(), (page, target)
+            path, _, anchor = target.partition("#")
+            dest = (page.parent / path).resolve() if path else page
+            assert dest.is_file(), (page, target)
+            if anchor:
+                assert f'id="{anchor}"' in dest.read_text(encoding="utf-8"), (page, target)
 
 
 def test_partial_and_empty_output_dirs(tmp_path):

@@ -23,7 +23,7 @@ from inboxrl.logs.console import ConsoleLog
 from inboxrl.policy.hf import make_tiny_model
 from inboxrl.run.train import build_trainer, fit
 
-from _view_util import parse
+from _view_util import parse, rollout_section
 
 _SCRIPT = Path(sys.executable).with_name("inboxrl")  # the installed console script
 CLI = [str(_SCRIPT)] if _SCRIPT.is_file() else [sys.executable, "-m", "inboxrl.cli"]
@@ -89,8 +89,8 @@ def test_heat_map_and_token_view_match_the_step_files(tiny_run):
             expected = [turn.advantage if t.kept else 0.0 for turn in t.turns]
             assert [float(a["data-adv"]) for a, _ in row] == expected
             nonzero += sum(1 for a in expected if a != 0.0)
-            page = (out / "view" / "rollouts" / f"step_{step:04d}" /
-                    f"g{t.group_id:03d}_r{t.rollout_index:02d}.html").read_text()
+            page = rollout_section((out / "view" / "rollouts" / f"step_{step:04d}" /
+                                    f"g{t.group_id:03d}.html").read_text(), t.rollout_index)
             hover = re.findall(r'class="tok src-model" title="turn (\d+) · log-prob (\S+) · advantage (\S+)"', page)
             model = [i for i, s in enumerate(t.sources) if s == "model"]
             adv = t.token_advantages()

@@ -21,8 +21,13 @@ def step_name(step: int) -> str:
     return f"step_{step:04d}"
 
 
-def rollout_file(group_id: int, rollout_index: int) -> str:
-    return f"g{group_id:03d}_r{rollout_index:02d}.html"
+def group_file(group_id: int) -> str:
+    """The page of a group's rollouts (one panel each, anchored ``#rNN``)."""
+    return f"g{group_id:03d}.html"
+
+
+def rollout_anchor(rollout_index: int) -> str:
+    return f"r{rollout_index:02d}"
 
 
 def question_of(t: Trajectory) -> str | None:
@@ -118,7 +123,8 @@ def step_model(step: int, trajs: Sequence[Trajectory], metrics: dict[str, Any] |
     groups = []
     for g in group_views(trajs):
         width = max((len(t.turns) for t in g.trajectories), default=0)
-        rows = [heat_row(t, width, f"../rollouts/{step_name(step)}/{rollout_file(t.group_id, t.rollout_index)}")
+        page = f"../rollouts/{step_name(step)}/{group_file(g.group_id)}"
+        rows = [heat_row(t, width, f"{page}#{rollout_anchor(t.rollout_index)}")
                 for t in g.trajectories]
         groups.append(GroupModel(g.group_id, g.scenario_id, question_of(g.trajectories[0]), g.kept,
                                  g.reward_mean, g.reward_std, width, rows))
@@ -145,13 +151,13 @@ class TurnModel:
 @dataclass
 class RolloutModel:
     title: str
+    anchor: str
     trajectory: Trajectory
     question: str | None
     turns: list[TurnModel]
     rubric: list[tuple[str, str]]
-    back_link: str
-    back_label: str
     extra: list[tuple[str, str]] = field(default_factory=list)
+    token_html: str = ""
 
 
 def turn_model(t: Trajectory, turn: Turn) -> TurnModel:
@@ -163,15 +169,15 @@ def turn_model(t: Trajectory, turn: Turn) -> TurnModel:
                      int(turn.num_tokens), bool(turn.injected))
 
 
-def rollout_model(t: Trajectory, title: str, back_link: str, back_label: str) -> RolloutModel:
+def rollout_model(t: Trajectory, title: str, token_html: str = "") -> RolloutModel:
     rubric = [(k, json.dumps(v, ensure_ascii=False, default=str)) for k, v in t.rubric.to_dict().items()]
     extra = [("scenario", t.scenario_id), ("group", str(t.group_id)), ("rollout", str(t.rollout_index)),
              ("outcome reward", f"{t.reward:+.3f}"), ("verdict", verdict(t)),
              ("finish reason", t.finish_reason or "?"),
              ("in the loss", "yes" if t.kept else "no (group filtered or judge error)"),
              ("tokens", f"{t.num_tokens:,} ({t.num_model_tokens:,} sampled by the model)")]
-    return RolloutModel(title, t, question_of(t), [turn_model(t, turn) for turn in t.turns], rubric,
-                        back_link, back_label, extra)
+    return RolloutModel(title, rollout_anchor(t.rollout_index), t, question_of(t),
+                        [turn_model(t, turn) for turn in t.turns], rubric, extra, token_html)
 
 
 @dataclass

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 from inboxrl.agent.trajectory import SOURCES, Trajectory
 from inboxrl.logs.console_eval import rubric_rows
 from inboxrl.view.load import Notes, load_trajectories
-from inboxrl.view.models import (baseline_rewards, rollout_file, rollout_model, scenario_outcomes,
+from inboxrl.view.models import (baseline_rewards, group_file, rollout_model, scenario_outcomes,
                                  step_model, step_name)
 from inboxrl.view.render import PageWriter
 from inboxrl.view.tokens import TokenText, token_view_html
@@ -20,23 +20,33 @@ def eval_name(step: int) -> str:
     return f"eval_{step:04d}"
 
 
-def eval_rollout_file(scenario_id: str, rollout_index: int) -> str:
-    """A file name for an eval transcript, stable across evals (so the baseline's can be linked)."""
+def eval_rollout_file(scenario_id: str) -> str:
+    """The file of a scenario's eval transcripts, the same name in every eval (so the
+    baseline's can be linked)."""
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", scenario_id)[:60]
     digest = hashlib.sha1(scenario_id.encode("utf-8")).hexdigest()[:6]
-    return f"{safe}-{digest}_r{rollout_index:02d}.html"
+    return f"{safe}-{digest}.html"
 
 
-def write_rollout(writer: PageWriter, rel: str, t: Trajectory, tokens: TokenText, title: str,
-                  back_link: str, back_label: str, tokenizer_note: str) -> None:
-    writer.page(rel, "rollout.html", title=title, m=rollout_model(t, title, back_link, back_label),
-                token_html=token_view_html(t, tokens), sources=SOURCES, tokenizer_note=tokenizer_note)
+def write_rollouts(writer: PageWriter, rel: str, trajs: Sequence[Trajectory], tokens: TokenText, title: str,
+                   back_link: str, back_label: str, tokenizer_note: str) -> None:
+    """One page of rollouts (a group, or a scenario's eval transcripts), one panel each."""
+    models = [rollout_model(t, f"Rollout {t.rollout_index}", token_view_html(t, tokens)) for t in trajs]
+    writer.page(rel, "rollouts.html", title=title, rollouts=models, back_link=back_link, back_label=back_label,
+                sources=SOURCES, tokenizer_note=tokenizer_note)
+
+
+def _by(trajs: Sequence[Trajectory], key) -> dict[Any, list[Trajectory]]:
+    out: dict[Any, list[Trajectory]] = {}
+    for t in trajs:
+        out.setdefault(key(t), []).append(t)
+    return {k: sorted(v, key=lambda t: t.rollout_index) for k, v in out.items()}
 
 
 def write_step(writer: PageWriter, step: int, path: Path, metrics: dict[str, Any] | None,
                prev_step: int | None, next_step: int | None, tokens: TokenText,
                tokenizer_note: str) -> tuple[int, list[str]]:
-    """``steps/step_NNNN.html`` and ``rollouts/step_NNNN/gGGG_rRR.html``; returns
+    """``steps/step_NNNN.html`` and ``rollouts/step_NNNN/gGGG.html``; returns
     (rollouts written, notes)."""
     notes = Notes()
     label = f"trajectories/{path.name}"
@@ -46,11 +56,11 @@ def write_step(writer: PageWriter, step: int, path: Path, metrics: dict[str, Any
         return 0, notes.lines
     model = step_model(step, trajs, metrics, prev_step, next_step)
     writer.page(f"steps/{step_name(step)}.html", "step.html", title=f"Step {step}", m=model)
-    for t in trajs:
-        write_rollout(writer, f"rollouts/{step_name(step)}/{rollout_file(t.group_id, t.rollout_index)}", t,
-                      tokens, f"Step {step} · group {t.group_id} · rollout {t.rollout_index}",
-                      f"../../steps/{step_name(step)}.html#group-{t.group_id}",
-                      f"step {step}, group {t.group_id}", tokenizer_note)
+    for gid, members in _by(trajs, lambda t: t.group_id).items():
+        write_rollouts(writer, f"rollouts/{step_name(step)}/{group_file(gid)}", members, tokens,
+                       f"Step {step} · group {gid} · {members[0].scenario_id}",
+                       f"../../steps/{step_name(step)}.html#group-{gid}", f"step {step}, group {gid}",
+                       tokenizer_note)
     return len(trajs), notes.lines
 
 
@@ -65,22 +75,20 @@ def write_eval(writer: PageWriter, step: int, path: Path | None, baseline: dict[
     trajs = load_trajectories(path, notes, f"eval_logs/{path.name}")
     if not trajs:
         return 0, notes.lines
-    links, names = {}, {}
-    for t in trajs:
-        names[id(t)] = eval_rollout_file(t.scenario_id, t.rollout_index)
-        links.setdefault(t.scenario_id, f"../rollouts/{eval_name(step)}/{names[id(t)]}")
+    by_scenario = _by(trajs, lambda t: t.scenario_id)
+    links = {sid: f"../rollouts/{eval_name(step)}/{eval_rollout_file(sid)}" for sid in by_scenario}
     base_links = {}
     if baseline_step is not None:
-        base_links = {sid: f"../rollouts/{eval_name(baseline_step)}/{eval_rollout_file(sid, 0)}"
+        base_links = {sid: f"../rollouts/{eval_name(baseline_step)}/{eval_rollout_file(sid)}"
                       for sid in baseline_ids}
     rows = scenario_outcomes(trajs, links, baseline, base_links)
     counts = {k: sum(r.outcome == k for r in rows) for k in ("won", "lost", "tie")}
     writer.page(f"evals/{eval_name(step)}.html", "eval.html", title=f"Eval at step {step}", rows=rows,
                 counts=counts, has_baseline=bool(baseline))
-    for t in trajs:
-        write_rollout(writer, f"rollouts/{eval_name(step)}/{names[id(t)]}", t, tokens,
-                      f"Eval at step {step} · {t.scenario_id}", f"../../evals/{eval_name(step)}.html",
-                      f"eval at step {step}", tokenizer_note)
+    for sid, members in by_scenario.items():
+        write_rollouts(writer, f"rollouts/{eval_name(step)}/{eval_rollout_file(sid)}", members, tokens,
+                       f"Eval at step {step} · {sid}", f"../../evals/{eval_name(step)}.html",
+                       f"eval at step {step}", tokenizer_note)
     return len(trajs), notes.lines
 
 

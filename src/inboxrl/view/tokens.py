@@ -63,6 +63,7 @@ class TokenText:
         self.tokenizer = tokenizer
         self._cache: dict[int, str] = {}
         self._escaped: dict[int, str] = {}
+        self._fast = getattr(tokenizer, "backend_tokenizer", None)
 
     def piece(self, token_id: int) -> str:
         s = self._cache.get(token_id)
@@ -87,6 +88,8 @@ class TokenText:
         if self.tokenizer is None:
             return "".join(f"#{i} " for i in ids)
         try:
+            if self._fast is not None:  # the Rust tokenizer: same text, no per-id Python checks
+                return self._fast.decode(ids, skip_special_tokens=False)
             return self.tokenizer.decode(ids, skip_special_tokens=False,
                                          clean_up_tokenization_spaces=False)
         except Exception:  # noqa: BLE001 - an id outside the vocabulary
