@@ -1,4 +1,4 @@
-"""``inboxrl`` command line: train | sft | eval | eval-reference | build-db | make-data | report.
+"""``inboxrl`` command line: train | sft | eval | eval-reference | build-db | make-data | report | view.
 
 Each command builds and validates only the settings sections it uses (``--help`` lists them,
 grouped by section). Every command stops with one readable ``error: ...`` line and exit status
@@ -57,7 +57,7 @@ def cmd_eval_reference(args: argparse.Namespace) -> int:
 
 def cmd_build_db(args: argparse.Namespace) -> int:
     from inboxrl.email.ingest import build_db
-    from inboxrl.email.store import BuildOptions
+    from inboxrl.email.build_report import BuildOptions
 
     options = BuildOptions(max_body_chars=args.max_body_chars, max_recipients=args.max_recipients)
     report, ingest_report = build_db(args.source, kind=args.kind, db_path=args.db, owner=args.owner,
@@ -133,11 +133,26 @@ def _data_parsers(sub) -> None:
     p.set_defaults(func=cmd_report)
 
 
+def _view_parser(sub) -> None:
+    from inboxrl.view.cli import add_arguments
+
+    p = sub.add_parser("view", help="write an HTML run viewer into OUTPUT_DIR/view (steps, groups, turns, evals)")
+    add_arguments(p)
+    p.set_defaults(func=cmd_view)
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    from inboxrl.view.cli import main as view_main
+
+    return view_main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="inboxrl", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _settings_parsers(sub)
     _data_parsers(sub)
+    _view_parser(sub)
     return parser
 
 
