@@ -13,7 +13,7 @@ import inboxrl
 
 ROOT = Path(inboxrl.__file__).parent
 # bottom to top; a package imports only packages listed before it
-LAYERS = ("utils", "settings", "email", "agent", "policy", "logs", "grpo", "sft", "run", "cli")
+LAYERS = ("utils", "settings", "parallel", "email", "agent", "policy", "logs", "grpo", "sft", "view", "run", "cli")
 
 
 def package_of(module: str) -> str | None:
