@@ -62,7 +62,7 @@ def child(args) -> dict:
 
     from inboxrl.grpo.optim import make_optimizer
     from inboxrl.grpo.update import UpdateSettings, policy_update
-    from inboxrl.policy.hf import LoraSpec, load_model
+    from inboxrl.policy.loading import load_model, LoraSpec
 
     model, tok = load_model(args.model, dtype="fp32", device="cpu", lora=LoraSpec(r=16, alpha=32),
                             gradient_checkpointing=args.child == "checkpointing")

@@ -99,7 +99,9 @@ def main() -> None:
     from inboxrl.email.scenarios import load_scenarios
     from inboxrl.email.store import EmailStore
     from inboxrl.email.synth import ensure_default_dataset
-    from inboxrl.policy.hf import HFPolicy, default_model_dir, load_model
+    from inboxrl.policy.default_model import default_model_dir
+    from inboxrl.policy.hf import HFPolicy
+    from inboxrl.policy.loading import load_model
 
     data = ensure_default_dataset()
     scenarios = load_scenarios(data.scenarios_path, split="train")[: args.rollouts]

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     from inboxrl.grpo.batching import make_micro_batches
     from inboxrl.grpo.optim import make_optimizer
     from inboxrl.grpo.update import UpdateSettings, policy_update, sft_update
-    from inboxrl.policy.hf import LoraSpec, load_model
+    from inboxrl.policy.loading import load_model, LoraSpec
     from inboxrl.policy.default_model import resolve_model_name
     from inboxrl.agent.chat import ChatRenderer
     from inboxrl.email.tools import TOOL_SCHEMAS

@@ -224,7 +224,7 @@ def model_flops(model, w: Workload, lora: bool) -> tuple[float, str]:
 
 def default_model_path() -> str:
     try:
-        from inboxrl.policy.hf import default_model_dir
+        from inboxrl.policy.default_model import default_model_dir
     except ImportError:
         from inboxrl.policy.default_model import default_model_dir
     return str(default_model_dir())

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from inboxrl.settings.sections import ModelConfig
-from inboxrl.policy.hf import LoraSpec, load_model, make_tiny_model
+from inboxrl.policy.loading import load_model, LoraSpec
+from inboxrl.policy.tiny import make_tiny_model
 from inboxrl.policy.loading import is_adapter_checkpoint
 from inboxrl.run.model import load_policy
 

@@ -10,7 +10,7 @@ from inboxrl.agent.chat import ChatRenderer, TemplateError
 from inboxrl.agent.parsing import parse_tool_call
 from inboxrl.agent.trajectory import Trajectory
 from inboxrl.email.types import ToolCall
-from inboxrl.policy.hf import default_tokenizer
+from inboxrl.policy.tiny import default_tokenizer
 
 
 @pytest.fixture(scope="module")

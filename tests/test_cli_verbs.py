@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from inboxrl.email.store import EmailStore
-from inboxrl.policy.hf import make_tiny_model
+from inboxrl.policy.tiny import make_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = Path(sys.executable).with_name("inboxrl")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from inboxrl.grpo.update import UpdateSettings, policy_update
-from inboxrl.policy.hf import make_tiny_model
+from inboxrl.policy.tiny import make_tiny_model
 from inboxrl.run.model import load_policy
 from inboxrl.run.warm_start import load_sft_policy
 from inboxrl.settings.sections import ModelConfig, SFTConfig

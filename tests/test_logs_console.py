@@ -12,7 +12,9 @@ from inboxrl.email.types import Scenario, ToolCall
 from inboxrl.logs import console_step as fmt
 from inboxrl.logs.console import ConsoleLog
 from inboxrl.logs.eval_stats import eval_statistics
-from inboxrl.logs.metrics import TrainingMetrics, group_views
+from inboxrl.agent.groups import group_views
+from inboxrl.grpo.update import UpdateStats
+from inboxrl.logs.metrics import TrainingMetrics
 
 HEADERS = ["STEP PHASE 1: ROLLOUT COLLECTION", "STEP PHASE 2: REWARDS & ADVANTAGES",
            "STEP PHASE 3: MICRO-BATCHING", "STEP PHASE 4: BACKPROPAGATION & OPTIMIZATION"]
@@ -42,9 +44,9 @@ def trajs():
                   finish_reason="max_turns", model_tokens=10, other_tokens=90),
         make_traj("s1", 0.0, group_id=0, rollout_index=2, idk=True, turns=t2, advantages=[0.0, 0.33333],
                   model_tokens=20, other_tokens=80),
-        make_traj("s2", 0.0, group_id=1, rollout_index=0, idk=True, kept=False, advantages=[0.777],
+        make_traj("s2", 0.0, group_id=1, rollout_index=0, idk=True, kept=False, advantages=[0.0],
                   model_tokens=5, other_tokens=95),
-        make_traj("s2", 0.0, group_id=1, rollout_index=1, idk=True, kept=False, advantages=[0.777],
+        make_traj("s2", 0.0, group_id=1, rollout_index=1, idk=True, kept=False, advantages=[0.0],
                   model_tokens=5, other_tokens=95),
     ]
 
@@ -57,16 +59,18 @@ def run_step(verbose: bool) -> str:
     c, buf = capture()
     log = ConsoleLog(verbose=verbose, console=c)
     t = trajs()
-    groups = group_views(t, SCEN)
     m = TrainingMetrics.from_rollouts(3, t, total_steps=10, loss=0.0123, grad_norm=0.4567,
                                       rollout_time=8.0, training_time=4.0, step_time=12.0)
     m.finalize_timing()
+    upd = UpdateStats(loss=0.0123, grad_norm=0.4567, trainable_tokens=70, num_micro_batches=2,
+                      micro_batch_rows=[2, 1], micro_batch_padded_tokens=[300, 200])
     log.step_start(3, 10)
     log.collecting(3, 2)
-    log.rollouts_done(groups)
-    log.micro_batching(2, 4096, [300, 200])
-    log.optimization(m)
-    log.step_end(m, groups)
+    log.groups(t, SCEN)
+    log.micro_batching(upd, 4096)
+    log.backprop(upd)
+    log.group_summary(m)
+    log.step_summary(m)
     return buf.getvalue()
 
 
@@ -86,17 +90,21 @@ def test_verbose_step_log():
     assert "answer: ans-s1 | correct | reward +1.300" in out
     assert "| idk | reward +0.000" in out and "| no answer | reward -2.000" in out
     assert "filtered (low variance)" in out
-    # the advantage table of the kept group only
-    assert out.count("Turn-by-Turn Advantage") == 1
-    table = out[out.index("Turn-by-Turn Advantage"):out.index("Groups:")]
+    # an advantage table for every group; the filtered one says so, with the zeros it got
+    assert out.count("Turn-by-Turn Advantage") == 2
+    assert "Turn-by-Turn Advantage (group 0)" in out
+    assert "Turn-by-Turn Advantage (group 1, filtered (low variance): advantages 0, not trained on)" in out
+    table = out[out.index("Turn-by-Turn Advantage (group 0)"):out.index("Turn-by-Turn Advantage (group 1")]
     rows = {line.split()[1]: line for line in table.splitlines() if re.match(r"\W*r\d", line)}
     assert re.findall(r"[+-]\d\.\d{3}|(?<=\s)-(?=\s)", rows["r0"]) == ["+0.512", "-1.024", "+1.000", "+1.300"]
     assert re.findall(r"[+-]\d\.\d{3}|(?<=\s)-(?=\s)", rows["r1"]) == ["-0.250", "-", "-", "-2.000"]
     assert re.findall(r"[+-]\d\.\d{3}|(?<=\s)-(?=\s)", rows["r2"]) == ["+0.000", "+0.333", "-", "+0.000"]
-    assert "+0.777" not in out
+    filtered = out[out.index("Turn-by-Turn Advantage (group 1"):out.index("Groups:")]
+    assert len(re.findall(r"r[01]\s+│?\s*\+0\.000", filtered)) == 2
     # phase 4 and the Group Summary
     assert "grad norm 0.4567" in out and "tokens trained 70" in out and "total loss 0.0123" in out
-    assert "2 micro-batches under a budget of 4,096 tokens" in out
+    assert ("2 micro-batches under a budget of 4,096 padded tokens: 3 rows (2, 1), 500 padded tokens "
+            "(300, 200)") in out
     summary = out[out.index("Group Summary"):]
     assert re.search(r"Total groups\s+│?\s*2", summary)
     assert re.search(r"Kept\s+│?\s*1", summary)
@@ -121,12 +129,15 @@ def test_concise_step_log_has_no_phases():
     assert len(out.splitlines()) < 12
 
 
-def test_skipped_step_notice_in_both_modes():
-    m = TrainingMetrics(step=2, total_steps=4, skipped=True, skipped_steps=1)
+def test_skipped_step_notice_in_both_modes_and_no_phase_3_without_micro_batches():
     for verbose in (True, False):
         c, buf = capture()
-        ConsoleLog(verbose, c).optimization(m, skip_reason="all groups filtered")
-        assert "Skipped the update: all groups filtered (1 skipped so far)" in buf.getvalue()
+        log = ConsoleLog(verbose, c)
+        upd = UpdateStats(skipped=True, skip_reason="no trainable tokens")
+        log.micro_batching(upd, 4096)
+        log.backprop(upd)
+        assert "Skipped the update: no trainable tokens" in buf.getvalue()
+        assert "PHASE 3" not in buf.getvalue() and ("PHASE 4" in buf.getvalue()) == verbose
 
 
 def test_eval_report_detailed_rubric_statistics(tmp_path):
@@ -167,10 +178,10 @@ def test_default_console_is_plain_120_columns_when_redirected(tmp_path):
     import sys
 
     code = ("from inboxrl.logs.console import ConsoleLog\n"
-            "from inboxrl.logs.metrics import TrainingMetrics\n"
+            "from inboxrl.grpo.update import UpdateStats\n"
             "log = ConsoleLog(verbose=True)\n"
             "log.step_start(1, 2)\n"
-            "log.optimization(TrainingMetrics(step=1, grad_norm=1.0))\n"
+            "log.backprop(UpdateStats(grad_norm=1.0))\n"
             "print(log.console.width)\n")
     env = {k: v for k, v in __import__("os").environ.items()
            if k not in ("FORCE_COLOR", "TTY_COMPATIBLE", "COLUMNS")}
@@ -183,10 +194,9 @@ def test_default_console_is_plain_120_columns_when_redirected(tmp_path):
 
 
 def test_trainer_facing_api_with_advantage_and_update_stats():
-    """The names the trainer calls: step_header, phase, groups(trajs, scenarios, adv), backprop,
-    group_summary, step_summary; phase headers once each, in order."""
-    from inboxrl.grpo.advantages import AdvantageStats, GroupStats
-    from inboxrl.grpo.update import UpdateStats
+    """The names the trainer calls: step_start, collecting, groups(trajs, scenarios, adv),
+    micro_batching, backprop, group_summary, step_summary; phase headers once each, in order."""
+    from inboxrl.grpo.advantages import AdvantageStats
     from inboxrl.logs.metrics import build_training_metrics
 
     c, buf = capture()
@@ -194,17 +204,14 @@ def test_trainer_facing_api_with_advantage_and_update_stats():
     t = trajs()
     # the advantage stats say group 1 is filtered and group 0 kept (trajectory flags agree)
     adv = AdvantageStats(groups_total=2, groups_kept=1, groups_filtered=1, rollouts_kept=3,
-                         groups=[GroupStats(0, 3, 0, -0.233, 1.357, 0.5, True),
-                                 GroupStats(1, 2, 0, 0.0, 0.0, 0.0, False)])
+                         groups=group_views(t))
     upd = UpdateStats(loss=0.25, policy_loss=0.2, kl=0.05, grad_norm=2.5, trainable_tokens=70,
-                      total_tokens=500, num_micro_batches=3)
-    log.step_header(2, 5)
-    log.phase(1, "ROLLOUT COLLECTION")
+                      total_tokens=500, num_micro_batches=3, micro_batch_rows=[1, 1, 1],
+                      micro_batch_padded_tokens=[100, 100, 100])
+    log.step_start(2, 5)
     log.collecting(3, 2)
-    log.phase(2, "REWARDS & ADVANTAGES")
     log.groups(t, SCEN, adv)
-    log.phase(3, "MICRO-BATCHING")
-    log.phase(4, "BACKPROPAGATION & OPTIMIZATION")
+    log.micro_batching(upd, 4096)
     log.backprop(upd)
     m = build_training_metrics(step=2, trajectories=t, adv=adv, update=upd, learning_rate=1e-5,
                                rollout_time=3.0, training_time=1.0, step_time=4.0,
@@ -215,7 +222,7 @@ def test_trainer_facing_api_with_advantage_and_update_stats():
     assert [out.count(h) for h in HEADERS] == [1, 1, 1, 1]
     assert [out.index(h) for h in HEADERS] == sorted(out.index(h) for h in HEADERS)
     assert "grad norm 2.5000 | tokens trained 70 | total loss 0.2500" in out and "3 micro-batches" in out
-    assert "Q: When is the [bold]offsite?" in out and out.count("Turn-by-Turn Advantage") == 1
+    assert "Q: When is the [bold]offsite?" in out and out.count("Turn-by-Turn Advantage") == 2
     assert re.search(r"Trainable tokens\s+│?\s*70 \(14\.0%\)", out)
     assert "Step 2/5 done in 4.0s" in out and "ETA 12.0s" in out
     # metrics from the stats: moving average over (0.3, 0.1, -0.14); update values copied

@@ -6,7 +6,8 @@ import math
 import pytest
 
 from _logs_util import make_traj
-from inboxrl.logs.metrics import (GroupView, MovingAverage, TrainingMetrics, group_views,
+from inboxrl.agent.groups import GroupView, group_views
+from inboxrl.logs.metrics import (MovingAverage, TrainingMetrics,
                                   reward_stats)
 
 DESIGN_TRAIN = ["loss", "policy_loss", "kl", "avg_reward", "median_reward", "std_reward",

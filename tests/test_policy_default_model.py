@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from inboxrl.policy import default_model as dm
-from inboxrl.policy.hf import DEFAULT_MODEL, load_model, resolve_model_name
+from inboxrl.policy.default_model import DEFAULT_MODEL, resolve_model_name
+from inboxrl.policy.loading import load_model
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,8 @@ import json
 import pytest
 import torch
 
-from inboxrl.policy.hf import default_model_dir, find_default_gguf, load_model
+from inboxrl.policy.default_model import default_model_dir, find_default_gguf
+from inboxrl.policy.loading import load_model
 
 
 @pytest.mark.slow

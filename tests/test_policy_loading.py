@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from inboxrl.policy import loading
-from inboxrl.policy.hf import (
-    HFPolicy, LoraSpec, load_model, make_tiny_model, resolve_dtype, trainable_parameter_names,
-)
+from inboxrl.policy.hf import HFPolicy
+from inboxrl.policy.loading import load_model, LoraSpec, resolve_dtype, trainable_parameter_names
+from inboxrl.policy.tiny import make_tiny_model
 
 
 @pytest.fixture(scope="module")

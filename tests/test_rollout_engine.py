@@ -7,7 +7,8 @@ from _rollout_util import SCHEMAS, FakeEnv, one_thread, scenario  # noqa: F401
 from inboxrl.agent.chat import ChatRenderer
 from inboxrl.agent.hf_engine import HFEngine
 from inboxrl.agent.rollout import RolloutRequest, RolloutSettings, run_rollouts
-from inboxrl.policy.hf import HFPolicy, make_tiny_model
+from inboxrl.policy.hf import HFPolicy
+from inboxrl.policy.tiny import make_tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +154,7 @@ def test_invalid_settings():
 def test_peft_model(policy):
     import copy
 
-    from inboxrl.policy.hf import LoraSpec, apply_lora
+    from inboxrl.policy.loading import apply_lora, LoraSpec
 
     lora = apply_lora(copy.deepcopy(policy.model), LoraSpec(r=4, target_modules=["q_proj", "v_proj"]))
     peft_policy = HFPolicy(lora, policy.tokenizer, renderer=policy.renderer)

@@ -10,7 +10,8 @@ from inboxrl.email.env import EmailTaskEnv
 from inboxrl.email.judge import make_judge
 from inboxrl.email.rubric import FOUND_REFERENCE, READ_REFERENCE
 from inboxrl.email.store import EmailStore, build_store
-from inboxrl.policy.hf import HFPolicy, make_tiny_model
+from inboxrl.policy.hf import HFPolicy
+from inboxrl.policy.tiny import make_tiny_model
 
 
 @pytest.fixture(scope="module")

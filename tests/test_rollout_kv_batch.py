@@ -5,7 +5,7 @@ import torch
 
 from _rollout_util import one_thread  # noqa: F401
 from inboxrl.agent.kv_batch import KVBatch
-from inboxrl.policy.hf import make_tiny_model
+from inboxrl.policy.tiny import make_tiny_model
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ from _rollout_util import QWEN_TEMPLATE, SCHEMAS, FakeEnv, ScriptedModel, one_th
 from inboxrl.agent.chat import ChatRenderer
 from inboxrl.agent.rollout import RolloutRequest, RolloutSettings, run_rollouts
 from inboxrl.email.types import ToolCall
-from inboxrl.policy.hf import HFPolicy, make_tiny_model
+from inboxrl.policy.hf import HFPolicy
+from inboxrl.policy.tiny import make_tiny_model
 
 SEARCH = ToolCall("search_emails", {"keywords": ["lease"]})
 READ = ToolCall("read_email", {"message_id": "<m1@x>"})

@@ -15,9 +15,11 @@ from inboxrl.email.judge import make_judge
 from inboxrl.email.reference_agent import ReferenceAgent, run_reference_episode
 from inboxrl.email.store import EmailStore, build_store
 from inboxrl.email.synth import generate
-from inboxrl.policy.hf import HFPolicy, make_tiny_model
+from inboxrl.policy.hf import HFPolicy
+from inboxrl.policy.tiny import make_tiny_model
+from inboxrl.logs.protocol import protocol_stats
 from inboxrl.sft.demos import (DemoError, DemoSettings, call_pattern, collect_demonstrations,
-                               protocol_stats, render_calls)
+                               render_calls)
 
 MAX_TURNS, MAX_NEW, MAX_CTX = 4, 96, 4096
 

@@ -15,7 +15,8 @@ from inboxrl.email.judge import make_judge
 from inboxrl.email.reference_agent import ReferenceAgent
 from inboxrl.email.store import EmailStore, build_store
 from inboxrl.email.synth import generate
-from inboxrl.policy.hf import HFPolicy, make_tiny_model
+from inboxrl.policy.hf import HFPolicy
+from inboxrl.policy.tiny import make_tiny_model
 from inboxrl.sft.demos import render_calls
 from inboxrl.sft.train import SFTSettings, train_sft
 

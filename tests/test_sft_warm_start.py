@@ -9,7 +9,8 @@ import torch
 from inboxrl.email.store import build_store
 from inboxrl.email.synth import generate
 from inboxrl.logs.console import ConsoleLog
-from inboxrl.policy.hf import load_model, make_tiny_model
+from inboxrl.policy.loading import load_model
+from inboxrl.policy.tiny import make_tiny_model
 from inboxrl.run.data import RunData
 from inboxrl.cli import SFT_SECTIONS
 from inboxrl.run import warm_start as run_ws

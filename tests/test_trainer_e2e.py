@@ -22,7 +22,8 @@ from inboxrl.cli import main as cli_main
 from inboxrl.email.synth import make_data
 from inboxrl.grpo.trainer import GRPOTrainer
 from inboxrl.logs.console import ConsoleLog
-from inboxrl.policy.hf import load_model, make_tiny_model
+from inboxrl.policy.loading import load_model
+from inboxrl.policy.tiny import make_tiny_model
 from inboxrl.run.train import build_trainer
 from inboxrl.settings.base import ConfigError
 from inboxrl.settings.resume import settings_differences

@@ -19,7 +19,7 @@ import torch
 from inboxrl.agent.trajectory import load_jsonl
 from inboxrl.email.synth import make_data
 from inboxrl.logs.console import ConsoleLog
-from inboxrl.policy.hf import make_tiny_model
+from inboxrl.policy.tiny import make_tiny_model
 from inboxrl.run.train import build_trainer
 from inboxrl.settings.sources import build_settings
 

@@ -8,21 +8,17 @@ records ``judge_error`` (the rollout is then neither rewarded nor punished for i
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
-import os
 import re
-import socket
 import time
 import unicodedata
-import urllib.error
-import urllib.request
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from inboxrl.utils.atomic import atomic_write_json
+from inboxrl.utils.openai_http import EndpointError, chat_completions_url, post_json
 
 
 @dataclass
@@ -169,18 +165,12 @@ def parse_verdict(content: str) -> bool | None:
     return None
 
 
-def _endpoint(base_url: str) -> str:
-    url = base_url.rstrip("/")
-    if url.endswith("/chat/completions"):
-        return url
-    return url + ("/chat/completions" if url.endswith("/v1") else "/v1/chat/completions")
-
-
 class LLMJudge:
     """Asks an OpenAI-compatible ``/v1/chat/completions`` endpoint for a yes/no verdict.
 
-    Uses only the standard library. A timeout, an HTTP 5xx or 429, a connection error or an
-    unparseable reply is retried up to ``retries`` more times with exponential backoff
+    Requests go through the shared client (:mod:`inboxrl.utils.openai_http`: URL
+    ``{base_url}/chat/completions``, API-key header). A timeout, an HTTP 5xx/408/409/429, a
+    connection error or an unparseable reply is retried up to ``retries`` more times with exponential backoff
     (``backoff * 2**k`` seconds); after that, or at once on another HTTP error, the result is
     ``Verdict(None, error)``. Verdicts are cached on disk (one JSON file per key, written
     atomically) under ``cache_dir`` when given, keyed by a hash of (model, question, reference,
@@ -190,7 +180,7 @@ class LLMJudge:
     def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY",
                  timeout: float = 30, retries: int = 3, backoff: float = 0.5,
                  cache_dir: str | Path | None = None, max_tokens: int | None = 8):
-        self.url = _endpoint(base_url)
+        self.url = chat_completions_url(base_url)
         self.model, self.api_key_env = model, api_key_env
         self.timeout, self.retries, self.backoff = timeout, max(0, int(retries)), backoff
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
@@ -218,7 +208,7 @@ class LLMJudge:
         return Verdict(None, f"LLM judge failed after {self.retries + 1} attempts: {last}")
 
     # -- one request -----------------------------------------------------------------------
-    def _payload(self, question: str, reference: str, answer: str) -> bytes:
+    def _payload(self, question: str, reference: str, answer: str) -> dict[str, Any]:
         user = f"Question: {question}\nReference answer: {reference}\nCandidate answer: {answer}\n" \
                "Is the candidate answer correct? Reply yes or no."
         body: dict[str, Any] = {"model": self.model, "temperature": 0,
@@ -226,34 +216,16 @@ class LLMJudge:
                                              {"role": "user", "content": user}]}
         if self.max_tokens is not None:  # None: leave the limit to the server
             body["max_tokens"] = self.max_tokens
-        return json.dumps(body).encode("utf-8")
+        return body
 
     def _ask(self, question: str, reference: str, answer: str) -> bool:
-        headers = {"Content-Type": "application/json"}
-        key = os.environ.get(self.api_key_env) if self.api_key_env else None
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        req = urllib.request.Request(self.url, data=self._payload(question, reference, answer),
-                                     headers=headers, method="POST")
+        """One request through the shared OpenAI-compatible client (:mod:`inboxrl.utils.openai_http`)."""
         self.num_requests += 1
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                raw = resp.read()
-        except urllib.error.HTTPError as e:
-            detail = f"HTTP {e.code} from {self.url}"
-            if e.code >= 500 or e.code == 429:
-                raise _Retryable(detail) from e
-            raise _Fatal(detail) from e
-        except (TimeoutError, socket.timeout) as e:
-            raise _Retryable(f"timed out after {self.timeout}s") from e
-        except http.client.HTTPException as e:  # e.g. a truncated or malformed response
-            raise _Retryable(f"bad HTTP response from {self.url}: {type(e).__name__}") from e
-        except (urllib.error.URLError, ConnectionError, OSError) as e:
-            reason = getattr(e, "reason", e)
-            if isinstance(reason, (TimeoutError, socket.timeout)):
-                raise _Retryable(f"timed out after {self.timeout}s") from e
-            raise _Retryable(f"cannot reach {self.url}: {reason}") from e
-        return _verdict_from_body(raw)
+            body = post_json(self.url, self._payload(question, reference, answer), self.api_key_env, self.timeout)
+        except EndpointError as e:
+            raise (_Retryable if e.retryable else _Fatal)(str(e)) from e
+        return _verdict_from_body(body)
 
     # -- cache -----------------------------------------------------------------------------
     def _cache_key(self, question: str, reference: str, answer: str) -> str:
@@ -284,12 +256,11 @@ class _Fatal(Exception):
     """A failure another attempt will not fix (HTTP 4xx other than 429)."""
 
 
-def _verdict_from_body(raw: bytes) -> bool:
+def _verdict_from_body(body: Any) -> bool:
     try:
-        body: Any = json.loads(raw.decode("utf-8"))
         content = body["choices"][0]["message"]["content"]
-    except (ValueError, KeyError, IndexError, TypeError) as e:
-        raise _Retryable(f"unexpected response body: {raw[:200]!r}") from e
+    except (KeyError, IndexError, TypeError) as e:
+        raise _Retryable(f"unexpected response body: {json.dumps(body)[:200]}") from e
     verdict = parse_verdict(content if isinstance(content, str) else "")
     if verdict is None:
         raise _Retryable(f"unparseable verdict: {str(content)[:200]!r}")

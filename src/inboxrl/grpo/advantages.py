@@ -1,4 +1,4 @@
-"""Group-normalised GRPO advantages with process supervision (DESIGN.md §5).
+"""Group-normalised GRPO advantages with process supervision (docs/architecture.md, PHASE 2).
 
 Per group of rollouts of one scenario (same ``group_id``):
 
@@ -19,10 +19,10 @@ False``, advantages 0) and from the group's statistics.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from inboxrl.agent.groups import GroupView, group_views
 from inboxrl.agent.trajectory import Trajectory
 
 MODES = ("masked", "rollout")
@@ -30,37 +30,15 @@ EPS = 1e-6
 
 
 @dataclass
-class GroupStats:
-    """What one group contributed (for the Group Summary and the logs)."""
-
-    group_id: int
-    size: int  # rollouts in the group, judge errors included
-    num_judge_errors: int
-    reward_mean: float
-    reward_std: float
-    process_std: float
-    kept: bool
-
-
-@dataclass
 class AdvantageStats:
-    """Totals over one batch of groups, plus each group's details in ``groups``."""
+    """Totals over one batch of groups, plus each group's view (statistics, ``kept``) in ``groups``."""
 
     groups_total: int = 0
     groups_kept: int = 0
     groups_filtered: int = 0
     rollouts_kept: int = 0
     rollouts_judge_error: int = 0
-    groups: list[GroupStats] = field(default_factory=list)
-
-
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and population std (0.0, 0.0 for an empty list)."""
-    if not values:
-        return 0.0, 0.0
-    mean = sum(values) / len(values)
-    var = sum((v - mean) ** 2 for v in values) / len(values)
-    return mean, math.sqrt(var)
+    groups: list[GroupView] = field(default_factory=list)
 
 
 def _zero(traj: Trajectory) -> None:
@@ -77,29 +55,21 @@ def _check(traj: Trajectory) -> None:
             raise ValueError(f"trajectory {traj.scenario_id}/{traj.rollout_index}: non-finite process reward")
 
 
-def _assign_group(group_id: int, members: list[Trajectory], lam: float, masked: bool,
-                  min_group_std: float) -> GroupStats:
-    valid = [t for t in members if t.rubric.judge_error is None]
-    for t in members:
-        if t.rubric.judge_error is not None:
-            _zero(t)
-    r_mean, r_std = _mean_std([t.reward for t in valid])
-    p_mean, p_std = _mean_std([turn.process_reward for t in valid for turn in t.turns])
-    low_signal = r_std < min_group_std and (not masked or p_std < min_group_std)
-    kept = bool(valid) and not low_signal
-    stats = GroupStats(group_id, len(members), len(members) - len(valid), r_mean, r_std, p_std, kept)
-    if not kept:
-        for t in valid:
-            _zero(t)
-        return stats
-    for t in valid:
+def _assign_group(g: GroupView, lam: float, masked: bool, min_group_std: float) -> None:
+    """Set the advantages of one group's rollouts and the group's ``kept`` flag."""
+    for t in g.trajectories:
+        _zero(t)
+    low_signal = g.reward_std < min_group_std and (not masked or g.process_std < min_group_std)
+    g.kept = bool(g.judged) and not low_signal
+    if not g.kept:
+        return
+    for t in g.judged:
         t.kept = True
-        outcome_adv = (t.reward - r_mean) / (r_std + EPS)
+        outcome_adv = (t.reward - g.reward_mean) / (g.reward_std + EPS)
         suffix = 0.0
         for turn in reversed(t.turns):  # A_t = Â + λ Σ_{t' >= t} r̃_{t'}
-            suffix += (turn.process_reward - p_mean) / (p_std + EPS)
+            suffix += (turn.process_reward - g.process_mean) / (g.process_std + EPS)
             turn.advantage = outcome_adv + lam * suffix
-    return stats
 
 
 def assign_advantages(trajectories: Sequence[Trajectory], mode: str, process_weight: float = 0.5,
@@ -117,18 +87,15 @@ def assign_advantages(trajectories: Sequence[Trajectory], mode: str, process_wei
         raise ValueError("min_group_std must be >= 0")
     masked = mode == "masked"
     lam = float(process_weight) if masked else 0.0
-    groups: dict[int, list[Trajectory]] = defaultdict(list)
     for traj in trajectories:
         _check(traj)
-        groups[traj.group_id].append(traj)
-    stats = AdvantageStats()
-    for gid in sorted(groups):
-        g = _assign_group(gid, groups[gid], lam, masked, min_group_std)
-        stats.groups.append(g)
+    stats = AdvantageStats(groups=group_views(trajectories))
+    for g in stats.groups:
+        _assign_group(g, lam, masked, min_group_std)
         stats.groups_total += 1
         stats.groups_kept += int(g.kept)
         stats.groups_filtered += int(not g.kept)
         stats.rollouts_judge_error += g.num_judge_errors
         if g.kept:
-            stats.rollouts_kept += g.size - g.num_judge_errors
+            stats.rollouts_kept += len(g.judged)
     return stats

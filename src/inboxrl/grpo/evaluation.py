@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 from inboxrl.agent.rollout import RolloutRequest, RolloutSettings, run_rollouts
 from inboxrl.agent.trajectory import Trajectory, save_jsonl
 from inboxrl.email.types import Scenario
-from inboxrl.logs.eval_stats import eval_statistics, save_eval
+from inboxrl.logs.eval_stats import eval_statistics, save_eval, scenario_rewards
 from inboxrl.settings.sections import EvalConfig, RolloutConfig
 
 
@@ -32,7 +32,9 @@ class EvalResult:
         return float(self.stats["avg_reward"])
 
     def rewards_by_scenario(self) -> dict[str, float]:
-        return {t.scenario_id: t.reward for t in self.trajectories}
+        """The per-scenario rewards a baseline keeps (judge-error scenarios left out, as in
+        ``baseline_eval.json``)."""
+        return scenario_rewards(self.stats["per_scenario"])
 
 
 def eval_settings(rollout: RolloutConfig, evaluation: EvalConfig, seed: int) -> RolloutSettings:

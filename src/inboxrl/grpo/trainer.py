@@ -137,27 +137,29 @@ class GRPOTrainer:
     def train_step(self, step: int) -> StepOutcome:
         g, log, max_steps = self.settings.grpo, self.console, self.settings.optim.max_steps
         t0 = time.time()
-        log.step_header(step, max_steps)
-        log.phase(1, "ROLLOUT COLLECTION")
+        log.step_start(step, max_steps)
+        # -- rollout: B x G trajectories (PHASE 1)
         queries = g.per_device_train_batch_size * self.settings.optim.gradient_accumulation_steps
         log.collecting(g.num_generations, queries)
         trajectories, scenarios = self.collect(step)
         rollout_time = time.time() - t0
 
-        log.phase(2, "REWARDS & ADVANTAGES")
+        # -- advantages: group-normalised, low-variance groups filtered (PHASE 2)
         adv = assign_advantages(trajectories, mode=self.settings.mode, process_weight=g.process_weight,
                                 min_group_std=g.min_group_std)
         log.groups(trajectories, scenarios, adv)
 
-        log.phase(3, "MICRO-BATCHING")
-        log.phase(4, "BACKPROPAGATION & OPTIMIZATION")
+        # -- update: micro-batches (PHASE 3), clipped surrogate, optimizer step (PHASE 4)
         t1 = time.time()
+        update_settings = self.update_settings()
         upd = policy_update(self.policy.model, self.optimizer, self.scheduler, trajectories,
-                            self.update_settings(), pad_id=self.policy.tokenizer.pad_token_id)
+                            update_settings, pad_id=self.policy.tokenizer.pad_token_id)
         training_time = time.time() - t1
         self.state.skipped_steps += int(upd.skipped)
+        log.micro_batching(upd, update_settings.token_budget)
         log.backprop(upd)
 
+        # -- logs: metrics, console summaries, metrics.jsonl / wandb, the step's trajectories
         metrics = build_training_metrics(
             step=step, trajectories=trajectories, adv=adv, update=upd,
             learning_rate=self.optimizer.param_groups[0]["lr"], rollout_time=rollout_time,

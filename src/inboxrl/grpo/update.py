@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
@@ -70,6 +70,8 @@ class UpdateStats:
     trainable_tokens: int = 0  # `model` tokens of kept trajectories that entered the loss
     total_tokens: int = 0  # all tokens of all trajectories passed in (filtered ones included)
     num_micro_batches: int = 0
+    micro_batch_rows: list[int] = field(default_factory=list)  # this process's micro-batches: rows of each
+    micro_batch_padded_tokens: list[int] = field(default_factory=list)  # rows x padded length of each
     skipped: bool = False
     skip_reason: str | None = None
     iterations: int = 0  # optimizer steps actually taken
@@ -141,7 +143,8 @@ def _prepare(model: torch.nn.Module, trajectories: Sequence[Trajectory], setting
     if sync is not None and sync.distributed:
         totals, counts = sync.totals(totals), sync.ctx.all_reduce_int(counts)
     stats = UpdateStats(trainable_tokens=totals.trainable_tokens, num_micro_batches=counts[0],
-                        total_tokens=counts[1])
+                        total_tokens=counts[1], micro_batch_rows=[mb.num_rows for mb in mbs],
+                        micro_batch_padded_tokens=[int(mb.input_ids.numel()) for mb in mbs])
     return mbs, totals, stats
 
 

@@ -1,4 +1,4 @@
-"""Pure formatters of the training-step console log (DESIGN.md §6): strings and rich renderables.
+"""Pure formatters of the training-step console log: strings and rich renderables.
 
 Nothing here prints; :class:`inboxrl.logs.console.ConsoleLog` prints what these return. All text
 goes through ``rich.text.Text`` (never markup), so model text such as ``[found ref]`` or
@@ -16,7 +16,8 @@ from rich.text import Text
 from inboxrl.agent.trajectory import Trajectory, Turn
 from inboxrl.email.rubric import (FORMAT_ERROR, FOUND_REFERENCE, INVALID_READ, READ_REFERENCE,
                                   REPEATED_SEARCH)
-from inboxrl.logs.metrics import GroupView, TrainingMetrics
+from inboxrl.agent.groups import GroupView
+from inboxrl.logs.metrics import TrainingMetrics
 
 PHASE_HEADERS = {
     1: "STEP PHASE 1: ROLLOUT COLLECTION",
@@ -129,24 +130,34 @@ def group_detail(g: GroupView) -> Text:
         ans = t.rubric.final_answer
         out.append(f"    answer: {short(ans, 90) if ans is not None else '-'} | {verdict(t)} | "
                    f"reward {t.reward:+.3f}\n")
-    status = "kept" if g.kept else "filtered (low variance)"
-    out.append(f"  group reward mean {g.reward_mean:+.3f} std {g.reward_std:.3f} -> {status}\n")
+    out.append(f"  group reward mean {g.reward_mean:+.3f} std {g.reward_std:.3f} -> {group_status(g)}\n")
     return out
 
 
-def advantage_table(g: GroupView) -> Table:
+def group_status(g: GroupView) -> str:
+    """``kept`` | ``filtered (low variance)`` | ``filtered (judge errors)``."""
+    if g.kept:
+        return "kept"
+    return "filtered (judge errors)" if not g.judged else "filtered (low variance)"
+
+
+def advantage_table(g: GroupView) -> Group:
     """Turn-by-Turn Advantage table of one group: rows = rollouts, columns = turns, values =
-    ``turn.advantage`` (the loss's advantages) as ``+0.512``; ``-`` where a rollout had no such turn."""
+    ``turn.advantage`` (the loss's advantages) as ``+0.512``; ``-`` where a rollout had no such turn.
+    A filtered group's heading says so (its advantages are all 0); a judge-error row is marked."""
     width = max((len(t.turns) for t in g.trajectories), default=0)
-    table = Table(title=f"Turn-by-Turn Advantage (group {g.group_id})", title_justify="left")
+    title = f"Turn-by-Turn Advantage (group {g.group_id}" + ("" if g.kept else f", {group_status(g)}: "
+                                                               "advantages 0, not trained on") + ")"
+    table = Table()
     table.add_column("rollout", justify="left")
     for i in range(width):
         table.add_column(f"t{i + 1}", justify="right")
     table.add_column("reward", justify="right")
     for t in g.trajectories:
         cells = [f"{turn.advantage:+.3f}" for turn in t.turns] + ["-"] * (width - len(t.turns))
-        table.add_row(Text(f"r{t.rollout_index}"), *[Text(c) for c in cells], Text(f"{t.reward:+.3f}"))
-    return table
+        label = f"r{t.rollout_index}" + (" (judge error)" if t.rubric.judge_error is not None else "")
+        table.add_row(Text(label), *[Text(c) for c in cells], Text(f"{t.reward:+.3f}"))
+    return Group(Text(title, style="italic"), table)
 
 
 def groups_line(groups: Sequence[GroupView]) -> str:
@@ -158,25 +169,15 @@ def groups_line(groups: Sequence[GroupView]) -> str:
     return f"Groups: {k}/{n} kept ({n - k} filtered), {e}/{len(trajs)} finished early"
 
 
-def micro_batch_text(num_micro_batches: int, token_budget: int | None,
-                     batch_tokens: Sequence[int] | None = None) -> Text:
-    line = f"{num_micro_batches} micro-batch{'es' if num_micro_batches != 1 else ''}"
+def micro_batch_text(rows: Sequence[int], padded_tokens: Sequence[int], token_budget: int | None = None) -> Text:
+    """PHASE 3: how many micro-batches, their rows and padded tokens (rows x padded length)."""
+    n = len(rows)
+    line = f"{n} micro-batch{'es' if n != 1 else ''}"
     if token_budget:
-        line += f" under a budget of {token_budget:,} tokens"
-    if batch_tokens:
-        line += " (tokens: " + ", ".join(f"{n:,}" for n in batch_tokens) + ")"
+        line += f" under a budget of {token_budget:,} padded tokens"
+    line += (f": {sum(rows)} rows ({', '.join(str(r) for r in rows)}), {sum(padded_tokens):,} padded tokens ("
+             + ", ".join(f"{t:,}" for t in padded_tokens) + ")")
     return Text(line)
-
-
-def optimization_text(m: TrainingMetrics, skip_reason: str | None = None) -> Text:
-    """Phase 4: grad norm, tokens trained, total loss, learning rate; a notice when skipped."""
-    if m.skipped:
-        reason = skip_reason or m.skip_reason or "no trainable tokens"
-        return Text(f"Skipped the update: {reason} "
-                    f"({m.skipped_steps} skipped so far)")
-    return Text(f"grad norm {m.grad_norm:.4f} | tokens trained {m.trainable_tokens:,} | "
-                f"total loss {m.loss:.4f} (policy {m.policy_loss:.4f}, kl {m.kl:.4f}) | "
-                f"lr {m.learning_rate:.3g} | clip frac {m.clip_fraction:.3f}")
 
 
 def update_text(update: Any) -> Text:
@@ -229,7 +230,3 @@ def step_summary_text(m: TrainingMetrics, eta_seconds: float | None) -> Text:
         f"{m.trainable_tokens:,}, {pct:.1f}%) | {m.tokens_per_second:,.0f} tok/s",
     ]
     return Text("\n".join(lines))
-
-
-def phase_block(phase: int, body: Sequence[Any]) -> Group:
-    return Group(Text(PHASE_HEADERS[phase], style="bold cyan"), *body)

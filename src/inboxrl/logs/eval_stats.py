@@ -1,4 +1,4 @@
-"""Evaluation statistics (DESIGN.md §6): the ``eval_step_NNNN.json`` dict, baselines, ``eval/*``.
+"""Evaluation statistics: the ``eval_step_NNNN.json`` dict, baselines, ``eval/*``.
 
 Definitions (N = ``total_samples`` = number of evaluated rollouts):
 
@@ -12,10 +12,14 @@ Definitions (N = ``total_samples`` = number of evaluated rollouts):
 * ``avg_turns_correct`` / ``avg_turns_idk``: mean ``num_turns`` of correct / "I don't know"
   samples; ``None`` when there are no such samples. ``num_idk`` counts the latter.
 * Reward statistics use the population std.
-* ``beat_rate`` / ``tie_rate`` / ``loss_rate``: shares of the compared scenarios whose reward
-  (mean over that scenario's samples) is above / equal to (|Δ| ≤ 1e-9) / below the baseline's.
-  Compared scenarios are those present in the baseline with no judge error in this eval;
-  ``baseline_compared`` counts them. All three are ``None`` when there is no baseline or no
+* A scenario's reward (:func:`scenario_rewards`, the one definition used everywhere: for
+  ``beat_rate``, for ``baseline_eval.json``, for a baseline read from any file and for the
+  baseline a run keeps in memory) is the mean reward of its samples; a scenario with a judge
+  error in any sample has no reward (it is left out), so a baseline computed in the run and one
+  reloaded after a restart are the same.
+* ``beat_rate`` / ``tie_rate`` / ``loss_rate``: shares of the compared scenarios whose reward is
+  above / equal to (|Δ| ≤ 1e-9) / below the baseline's. Compared scenarios are those with a
+  reward both here and in the baseline; ``baseline_compared`` counts them. All three are ``None`` when there is no baseline or no
   scenario could be compared.
 * ``valid_call_rate``: share of all turns whose text parsed to a known tool with valid
   arguments; ``first_search_rate``: share of rollouts whose first call is a valid search
@@ -26,7 +30,7 @@ from __future__ import annotations
 import json
 import statistics
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from inboxrl.agent.trajectory import Trajectory
 from inboxrl.logs.metrics import reward_stats
@@ -37,7 +41,7 @@ TIE_TOLERANCE = 1e-9
 EVAL_DIR = "eval_logs"
 BASELINE_FILE = "baseline_eval.json"
 
-# eval_step json key -> eval/* name (DESIGN.md §6)
+# eval_step json key -> eval/* name
 WANDB_KEYS = {
     "accuracy": "eval/accuracy",
     "avg_reward": "eval/avg_reward",
@@ -68,12 +72,27 @@ def _mean_or_none(values: list[float]) -> float | None:
     return statistics.fmean(values) if values else None
 
 
-def scenario_rewards(trajectories: Sequence[Trajectory]) -> dict[str, float]:
-    """Mean outcome reward per scenario id."""
+def per_scenario_rows(trajectories: Sequence[Trajectory]) -> list[dict[str, Any]]:
+    """One row per sample (the eval JSON's ``per_scenario``), by scenario id and rollout index."""
+    rows = [{"scenario_id": t.scenario_id, "rollout_index": t.rollout_index,
+             "reward": float(t.reward), "correct": bool(t.rubric.answer_correct),
+             "answer": t.rubric.final_answer, "num_turns": t.rubric.num_turns,
+             "finish_reason": t.finish_reason, "judge_error": t.rubric.judge_error}
+            for t in trajectories]
+    return sorted(rows, key=lambda r: (r["scenario_id"], r["rollout_index"]))
+
+
+def scenario_rewards(rows: Iterable[Mapping[str, Any]]) -> dict[str, float]:
+    """Scenario id -> mean reward of its rows (``scenario_id``, ``reward``, ``judge_error``); a
+    scenario with a judge error in any row is left out. The one per-scenario reward (module doc)."""
     by: dict[str, list[float]] = {}
-    for t in trajectories:
-        by.setdefault(t.scenario_id, []).append(float(t.reward))
-    return {sid: statistics.fmean(rs) for sid, rs in by.items()}
+    bad = set()
+    for r in rows:
+        sid = str(r["scenario_id"])
+        by.setdefault(sid, []).append(float(r["reward"]))
+        if r.get("judge_error"):
+            bad.add(sid)
+    return {sid: statistics.fmean(v) for sid, v in sorted(by.items()) if sid not in bad}
 
 
 def compare_to_baseline(trajectories: Sequence[Trajectory],
@@ -82,9 +101,7 @@ def compare_to_baseline(trajectories: Sequence[Trajectory],
     none = {"beat_rate": None, "tie_rate": None, "loss_rate": None, "baseline_compared": 0}
     if not baseline:
         return none
-    bad = {t.scenario_id for t in trajectories if t.rubric.judge_error is not None}
-    ours = {sid: r for sid, r in scenario_rewards(trajectories).items()
-            if sid in baseline and sid not in bad}
+    ours = {sid: r for sid, r in scenario_rewards(per_scenario_rows(trajectories)).items() if sid in baseline}
     if not ours:
         return none
     diffs = [r - float(baseline[sid]) for sid, r in ours.items()]
@@ -95,18 +112,9 @@ def compare_to_baseline(trajectories: Sequence[Trajectory],
             "baseline_compared": n}
 
 
-def _per_scenario(trajectories: Sequence[Trajectory]) -> list[dict[str, Any]]:
-    rows = [{"scenario_id": t.scenario_id, "rollout_index": t.rollout_index,
-             "reward": float(t.reward), "correct": bool(t.rubric.answer_correct),
-             "answer": t.rubric.final_answer, "num_turns": t.rubric.num_turns,
-             "finish_reason": t.finish_reason, "judge_error": t.rubric.judge_error}
-            for t in trajectories]
-    return sorted(rows, key=lambda r: (r["scenario_id"], r["rollout_index"]))
-
-
 def eval_statistics(trajectories: Sequence[Trajectory], step: int, eval_time: float,
                     baseline_rewards: dict[str, float] | None = None) -> dict[str, Any]:
-    """Every ``eval_step_NNNN.json`` key of DESIGN.md §6 (definitions in the module docstring).
+    """Every ``eval_step_NNNN.json`` key (definitions in the module docstring).
 
     Raises ``ValueError`` when ``trajectories`` is empty.
     """
@@ -148,7 +156,7 @@ def eval_statistics(trajectories: Sequence[Trajectory], step: int, eval_time: fl
     proto = protocol_stats(trajectories)
     stats["valid_call_rate"], stats["first_search_rate"] = proto.valid_call_rate, proto.first_search_rate
     stats.update(compare_to_baseline(trajectories, baseline_rewards))
-    stats["per_scenario"] = _per_scenario(trajectories)
+    stats["per_scenario"] = per_scenario_rows(trajectories)
     return stats
 
 
@@ -162,31 +170,23 @@ def save_eval(output_dir: str | Path, stats: dict[str, Any]) -> Path:
 
 
 def save_baseline(output_dir: str | Path, stats: dict[str, Any]) -> Path:
-    """Write ``eval_logs/baseline_eval.json``: the stats plus ``scenario_rewards`` (id -> mean
-    reward over the judged samples; scenarios with a judge error are left out)."""
-    rows = stats.get("per_scenario") or []
-    bad = {r["scenario_id"] for r in rows if r.get("judge_error")}
-    by: dict[str, list[float]] = {}
-    for r in rows:
-        if r["scenario_id"] not in bad:
-            by.setdefault(r["scenario_id"], []).append(float(r["reward"]))
+    """Write ``eval_logs/baseline_eval.json``: the stats plus ``scenario_rewards``
+    (:func:`scenario_rewards` of its ``per_scenario`` rows)."""
     doc = dict(stats)
-    doc["scenario_rewards"] = {sid: statistics.fmean(v) for sid, v in sorted(by.items())}
+    doc["scenario_rewards"] = scenario_rewards(stats.get("per_scenario") or [])
     return atomic_write_json(Path(output_dir) / EVAL_DIR / BASELINE_FILE, doc)
 
 
 def _rows_to_rewards(rows: list[Any], path: Path) -> dict[str, float]:
-    by: dict[str, list[float]] = {}
+    checked = []
     for i, row in enumerate(rows):
         if not isinstance(row, dict) or "reward" not in row:
             raise BaselineError(f"{path}: entry {i} has no 'reward'")
         sid = row.get("scenario_id", row.get("id"))
         if sid is None:
             raise BaselineError(f"{path}: entry {i} has no 'scenario_id'")
-        if row.get("judge_error"):
-            continue
-        by.setdefault(str(sid), []).append(float(row["reward"]))
-    return {sid: statistics.fmean(v) for sid, v in by.items()}
+        checked.append({"scenario_id": sid, "reward": row["reward"], "judge_error": row.get("judge_error")})
+    return scenario_rewards(checked)
 
 
 def load_baseline(path: str | Path) -> dict[str, float]:
@@ -227,5 +227,5 @@ def load_baseline(path: str | Path) -> dict[str, float]:
 
 
 def eval_to_wandb(stats: dict[str, Any]) -> dict[str, float]:
-    """The ``eval/*`` values of DESIGN.md §6 (plus tie_rate, judge_errors); None values skipped."""
+    """The ``eval/*`` values (plus tie_rate, judge_errors); None values skipped."""
     return {name: stats[key] for key, name in WANDB_KEYS.items() if stats.get(key) is not None}

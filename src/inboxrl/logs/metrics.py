@@ -1,4 +1,4 @@
-"""Per-step training metrics (DESIGN.md §6 ``train/*``) and the rollout-group view the logs use.
+"""Per-step training metrics (the ``train/*`` curves and metrics.jsonl rows).
 
 Conventions (all documented here once):
 
@@ -19,12 +19,10 @@ import math
 import statistics
 from collections import deque
 from dataclasses import asdict, dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
+from inboxrl.agent.groups import group_views
 from inboxrl.agent.trajectory import Trajectory
-
-if TYPE_CHECKING:  # pragma: no cover
-    from inboxrl.email.types import Scenario
 
 TRAIN_PREFIX = "train/"
 # Fields that are bookkeeping, not train/* curves.
@@ -54,45 +52,6 @@ def reward_stats(trajectories: Iterable[Trajectory] | Iterable[float]) -> Reward
     return RewardStats(count=len(rewards), mean=statistics.fmean(rewards),
                        median=float(statistics.median(rewards)), std=statistics.pstdev(rewards),
                        min=min(rewards), max=max(rewards))
-
-
-@dataclass
-class GroupView:
-    """The G rollouts of one scenario, as the logs show them."""
-
-    group_id: int
-    scenario: "Scenario | None"
-    trajectories: list[Trajectory]
-    kept: bool
-    reward_mean: float
-    reward_std: float
-
-    @property
-    def scenario_id(self) -> str:
-        if self.scenario is not None:
-            return self.scenario.id
-        return self.trajectories[0].scenario_id if self.trajectories else ""
-
-
-def group_views(trajectories: Sequence[Trajectory],
-                scenarios: "dict[str, Scenario] | Sequence[Scenario] | None" = None) -> list[GroupView]:
-    """Group rollouts by ``group_id`` (in first-seen order, rollouts sorted by ``rollout_index``).
-
-    A group is ``kept`` when any of its rollouts is kept. ``scenarios`` (a dict by id or a list)
-    supplies each group's question and reference answer; missing ones give ``scenario=None``.
-    """
-    if scenarios is not None and not isinstance(scenarios, dict):
-        scenarios = {s.id: s for s in scenarios}
-    by_group: dict[int, list[Trajectory]] = {}
-    for t in trajectories:
-        by_group.setdefault(t.group_id, []).append(t)
-    views = []
-    for gid, trajs in by_group.items():
-        trajs = sorted(trajs, key=lambda t: t.rollout_index)
-        rs = reward_stats(trajs)
-        scen = scenarios.get(trajs[0].scenario_id) if scenarios else None
-        views.append(GroupView(gid, scen, trajs, any(t.kept for t in trajs), rs.mean, rs.std))
-    return views
 
 
 class MovingAverage:
@@ -251,11 +210,3 @@ def _finite_or_none(v: Any) -> Any:
     if isinstance(v, float) and not math.isfinite(v):
         return None
     return v
-
-
-def eval_statistics(trajectories: Sequence[Trajectory], step: int, eval_time: float,
-                    baseline: dict[str, float] | None = None) -> dict[str, Any]:
-    """Alias of :func:`inboxrl.logs.eval_stats.eval_statistics` (docs/architecture.md names it here)."""
-    from inboxrl.logs.eval_stats import eval_statistics as _impl
-
-    return _impl(trajectories, step, eval_time, baseline_rewards=baseline)

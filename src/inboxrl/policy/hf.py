@@ -1,8 +1,7 @@
-"""Hugging Face transformers policies: model loading, the embedded default model, tiny test
-models, and ``HFPolicy``, the holder the rollout engine samples from.
-
-This module is the public face; the work lives in ``loading`` (``load_model``, dtypes, LoRA),
-``default_model`` (the SmolLM2-135M GGUF converted once to safetensors) and ``tiny``.
+"""``HFPolicy``: a transformers model, its tokenizer and chat renderer, the holder the rollout
+engine samples from. Loading lives in :mod:`inboxrl.policy.loading` (``load_model``, dtypes,
+LoRA), the embedded default model in :mod:`inboxrl.policy.default_model`, tiny test models in
+:mod:`inboxrl.policy.tiny`.
 """
 from __future__ import annotations
 
@@ -10,16 +9,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-
-from inboxrl.policy.default_model import (
-    DEFAULT_MODEL, DefaultModelError, cache_root, default_model_dir, find_default_gguf,
-    resolve_model_name,
-)
-from inboxrl.policy.loading import (
-    LoraSpec, apply_lora, cpu_has_fast_bf16, enable_activation_checkpointing, ensure_pad_token,
-    load_model, resolve_device, resolve_dtype, strip_gguf_quantization, trainable_parameter_names,
-)
-from inboxrl.policy.tiny import default_tokenizer, make_tiny_model
 
 
 @dataclass
@@ -42,18 +31,3 @@ class HFPolicy:
                 self.device = torch.device("cpu")
         else:
             self.device = torch.device(self.device)
-
-    @classmethod
-    def load(cls, name_or_path: str = DEFAULT_MODEL, renderer: Any = None,
-             **load_kwargs: Any) -> "HFPolicy":
-        """``load_model(name_or_path, **load_kwargs)`` wrapped in a policy."""
-        model, tokenizer = load_model(name_or_path, **load_kwargs)
-        return cls(model=model, tokenizer=tokenizer, renderer=renderer)
-
-
-__all__ = [
-    "DEFAULT_MODEL", "DefaultModelError", "HFPolicy", "LoraSpec", "apply_lora", "cache_root",
-    "cpu_has_fast_bf16", "default_model_dir", "enable_activation_checkpointing", "ensure_pad_token", "default_tokenizer", "find_default_gguf",
-    "load_model", "make_tiny_model", "resolve_device", "resolve_dtype", "resolve_model_name",
-    "strip_gguf_quantization", "trainable_parameter_names",
-]

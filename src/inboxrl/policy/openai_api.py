@@ -7,19 +7,12 @@ arguments are not a JSON object is not turned into a ``ToolCall``: its raw text 
 """
 from __future__ import annotations
 
-import http.client
 import json
-import os
-import socket
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
 from inboxrl.email.types import ToolCall
-
-RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+from inboxrl.utils.openai_http import EndpointError, chat_completions_url, post_json, with_retries
 
 
 class OpenAIAPIError(RuntimeError):
@@ -96,8 +89,9 @@ class OpenAIChatPolicy:
 
     The API key is read from the environment variable ``api_key_env`` at each request and sent
     as ``Authorization: Bearer <key>``; when the variable is unset no header is sent (local
-    servers). ``retries`` extra attempts follow a 5xx/408/409/429 status, a timeout or a
-    connection error, waiting ``backoff * 2**attempt`` seconds; other 4xx fail at once.
+    servers). ``retries`` extra attempts follow a 5xx/408/409/429 status, a timeout, a connection
+    error or a non-JSON reply, waiting ``backoff * 2**attempt`` seconds; other 4xx fail at once
+    (:mod:`inboxrl.utils.openai_http`, the client the LLM judge uses too).
     """
 
     base_url: str
@@ -111,59 +105,15 @@ class OpenAIChatPolicy:
 
     @property
     def url(self) -> str:
-        return self.base_url.rstrip("/") + "/chat/completions"
-
-    def _headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        key = os.environ.get(self.api_key_env) if self.api_key_env else None
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        return headers
-
-    def _post_once(self, payload: bytes) -> dict[str, Any]:
-        request = urllib.request.Request(self.url, data=payload, headers=self._headers(),
-                                         method="POST")
-        with urllib.request.urlopen(request, timeout=self.timeout) as response:
-            raw = response.read()
-        try:
-            return json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise OpenAIAPIError(f"{self.url} returned non-JSON: {raw[:200]!r}") from exc
-
-    def _error_for_status(self, exc: urllib.error.HTTPError) -> OpenAIAPIError:
-        try:
-            detail = exc.read().decode("utf-8", "replace")[:500]
-        except Exception:  # the body is best-effort context only
-            detail = ""
-        hint = ""
-        if exc.code in (401, 403):
-            hint = f" (check the API key in ${self.api_key_env})"
-        return OpenAIAPIError(f"{self.url} returned HTTP {exc.code}{hint}: {detail}", exc.code)
+        return chat_completions_url(self.base_url)
 
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """POST ``body`` as JSON with retries; returns the decoded JSON response."""
-        payload = json.dumps(body).encode("utf-8")
-        last: OpenAIAPIError | None = None
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
-            try:
-                return self._post_once(payload)
-            except urllib.error.HTTPError as exc:
-                last = self._error_for_status(exc)
-                if exc.code not in RETRY_STATUSES:
-                    raise last from exc
-            except (TimeoutError, socket.timeout):
-                last = OpenAIAPIError(f"{self.url} timed out after {self.timeout} s")
-            except urllib.error.URLError as exc:
-                if isinstance(exc.reason, (TimeoutError, socket.timeout)):
-                    last = OpenAIAPIError(f"{self.url} timed out after {self.timeout} s")
-                else:
-                    last = OpenAIAPIError(f"cannot reach {self.url}: {exc.reason}")
-            except (ConnectionError, http.client.HTTPException) as exc:
-                last = OpenAIAPIError(f"connection to {self.url} failed: {exc!r}")
-        assert last is not None
-        raise OpenAIAPIError(f"{last} (gave up after {self.retries + 1} attempts)", last.status)
+        try:
+            return with_retries(lambda: post_json(self.url, body, self.api_key_env, self.timeout),
+                                self.retries, self.backoff)
+        except EndpointError as exc:
+            raise OpenAIAPIError(str(exc), exc.status) from exc
 
     def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None,
                  temperature: float | None = None, max_tokens: int | None = None,

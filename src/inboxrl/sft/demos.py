@@ -33,9 +33,9 @@ from inboxrl.agent.chat import ChatRenderer
 from inboxrl.agent.episode import Episode
 from inboxrl.agent.token_layout import append_result, open_prompt, turn_budget
 from inboxrl.agent.trajectory import INJECTED, MODEL, Trajectory
-from inboxrl.email.types import Scenario, ToolCall
 from inboxrl.email.rubric import ZERO_RESULTS
-from inboxrl.logs.protocol import ProtocolStats, protocol_stats, valid_call  # noqa: F401 (re-exported)
+from inboxrl.email.types import Scenario, ToolCall
+from inboxrl.logs.protocol import valid_call
 
 
 class DemoError(ValueError):

@@ -12,15 +12,15 @@ disabled) is the warm-started model, not the original base.
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
+
+from inboxrl.utils.file_lock import file_lock
 
 MARKER = "warm_start.json"
 FORMAT_VERSION = 5  # bump when demonstrations or training change in a way the key cannot see
@@ -66,17 +66,6 @@ def is_complete(path: Path) -> bool:
     return (path / MARKER).is_file()
 
 
-@contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def _say(console: Any, message: str) -> None:
     (getattr(console, "info", None) or console.print)(message)
 
@@ -98,7 +87,7 @@ def ensure_cached(root: Path, key: str, build: Callable[[Path], Any], console: A
     writes last; it is never observed half written, and a failed rebuild leaves the old one.
     """
     target = root / key
-    with _lock(root / f".{key}.lock"):
+    with file_lock(root / f".{key}.lock"):
         if is_complete(target) and not force:
             _say(console, f"Warm start: reusing {target}")
             _report_cached(target, console)

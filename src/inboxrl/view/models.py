@@ -10,9 +10,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from inboxrl.agent.groups import group_views
 from inboxrl.agent.trajectory import Trajectory, Turn
 from inboxrl.logs.console_step import format_call, format_duration, verdict
-from inboxrl.logs.metrics import group_views
+from inboxrl.logs.eval_stats import scenario_rewards
 
 TIE_TOLERANCE = 1e-9
 
@@ -221,16 +222,11 @@ def scenario_outcomes(trajs: Sequence[Trajectory], links: dict[str, str], baseli
 
 def baseline_rewards(baseline_doc: dict[str, Any] | None, step0: dict[str, Any] | None) -> dict[str, float]:
     """Per-scenario baseline rewards: ``baseline_eval.json``'s ``scenario_rewards``, else the
-    step-0 eval's per-scenario rows."""
+    step-0 eval's per-scenario rows (:func:`inboxrl.logs.eval_stats.scenario_rewards`)."""
     doc = baseline_doc or {}
     try:
         if isinstance(doc.get("scenario_rewards"), dict):
             return {str(k): float(v) for k, v in doc["scenario_rewards"].items()}
-        rows = (step0 or {}).get("per_scenario") or []
-        by: dict[str, list[float]] = {}
-        for r in rows:
-            if not r.get("judge_error"):
-                by.setdefault(str(r["scenario_id"]), []).append(float(r["reward"]))
-        return {k: sum(v) / len(v) for k, v in by.items()}
+        return scenario_rewards((step0 or {}).get("per_scenario") or [])
     except (TypeError, ValueError, KeyError, AttributeError):
         return {}
