@@ -109,7 +109,7 @@ def main(args: Any, cfg: Any) -> int:
     ``cfg.max_turns`` and ``cfg.seed``, and print the summary line. Returns 0."""
     from inboxrl.run.data import resolve_data
 
-    data = resolve_data(cfg)
+    data = resolve_data(cfg, need_train=False)
     mode = getattr(args, "agent_mode", "read")
     episodes = evaluate_reference_agent(data.db_path, data.validation, judge_from_config(cfg),
                                         cfg.max_turns, mode, cfg.seed)

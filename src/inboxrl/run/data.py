@@ -22,11 +22,14 @@ class RunData:
     source: str  # "embedded synthetic" or the configured paths
 
 
-def _split(scenarios: list[Scenario], cfg: TrainConfig) -> tuple[list[Scenario], list[Scenario]]:
+def _split(scenarios: list[Scenario], cfg: TrainConfig,
+           need_train: bool = True) -> tuple[list[Scenario], list[Scenario]]:
     from inboxrl.email.scenarios import validation_subset
 
     train = [s for s in scenarios if s.split == "train"]
     test = [s for s in scenarios if s.split != "train"]
+    if not need_train and not (train and test):  # an eval-only file: all of it may be validation
+        return [], validation_subset(scenarios, cfg.eval_dataset_size, cfg.seed)
     if not train or not test:  # no usable split column: hold out a seeded validation subset
         test = validation_subset(scenarios, cfg.eval_dataset_size, cfg.seed)
         held = {s.id for s in test}
@@ -40,8 +43,11 @@ def _split(scenarios: list[Scenario], cfg: TrainConfig) -> tuple[list[Scenario],
     return train, test
 
 
-def resolve_data(cfg: TrainConfig) -> RunData:
-    """Load (or build) the store and scenarios for ``cfg``; raise ConfigError with a clear message."""
+def resolve_data(cfg: TrainConfig, need_train: bool = True) -> RunData:
+    """Load (or build) the store and scenarios for ``cfg``; raise ConfigError with a clear message.
+
+    ``need_train=False`` (eval, eval-reference) accepts a scenario file with no training part:
+    a file without train/test splits then gives the same validation subset as in training."""
     from inboxrl.email.scenarios import ScenarioError, load_scenarios
     from inboxrl.email.store import EmailStore, StoreError
 
@@ -62,5 +68,5 @@ def resolve_data(cfg: TrainConfig) -> RunData:
                                    shuffle_seed=cfg.seed)
     except (StoreError, ScenarioError) as e:
         raise ConfigError(str(e)) from None
-    train, validation = _split(scenarios, cfg)
+    train, validation = _split(scenarios, cfg, need_train)
     return RunData(db_path=db, train=train, validation=validation, source=source)

@@ -19,7 +19,7 @@ def run_eval_command(args: argparse.Namespace, cfg: TrainConfig) -> int:
     from inboxrl.run.train import make_env_factory
 
     console = ConsoleLog(verbose=cfg.verbose)
-    data = resolve_data(cfg)
+    data = resolve_data(cfg, need_train=False)
     if args.api_base_url:
         from inboxrl.policy.openai_api import OpenAIChatPolicy
 
