@@ -174,6 +174,7 @@ def main() -> None:
     ap.add_argument("--groups", type=int, default=8)
     ap.add_argument("--group-size", type=int, default=8)
     ap.add_argument("--turns", type=int, default=4)
+    ap.add_argument("--eval-size", type=int, default=32, help="scenarios per eval (an eval every 25 steps)")
     ap.add_argument("--distinct", type=int, default=20, help="fabricate this many steps, copy them for the rest")
     ap.add_argument("--workers", type=int, default=0, help="build processes (0 = one per CPU)")
     ap.add_argument("--keep", default=None, help="write the run here and keep it")
@@ -182,7 +183,8 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
     try:
         t0 = time.time()
-        fabricate_run(root, args.steps, args.groups, args.group_size, args.turns, distinct=args.distinct)
+        fabricate_run(root, args.steps, args.groups, args.group_size, args.turns, distinct=args.distinct,
+                      eval_size=args.eval_size)
         print(f"fabricated {args.steps} steps x {args.groups * args.group_size} rollouts "
               f"({_size_mb(root):.0f} MB) in {time.time() - t0:.1f}s")
         settings = ViewSettings(workers=args.workers)
