@@ -16,9 +16,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from inboxrl.agent.trajectory import ToolCall
 from inboxrl.email import tools
-from inboxrl.email.types import Email, Scenario, SearchHit
+from inboxrl.email.types import Email, Scenario, SearchHit, ToolCall
 
 NATIVE_SYSTEM_PROMPT = (
     "You are an email research assistant. Answer the user's question about their inbox by "
