@@ -9,7 +9,7 @@ Any training setting can also be given through its environment variable (see
 
 Prints the eval accuracy after the warm start (the run's step-0 baseline eval) and after the
 last GRPO step, the train reward curve (``avg_reward`` per step), seconds per GRPO step and the
-process's peak RSS, and checks them against the targets of issue 5: GRPO adds >= 10 points of
+process's peak RSS, and checks them against the warm start's targets: GRPO adds >= 10 points of
 accuracy to the warm start, peak RSS <= 8 GiB.
 """
 from __future__ import annotations

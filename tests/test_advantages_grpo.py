@@ -1,4 +1,4 @@
-"""Hand-computed group advantages (DESIGN.md §5), filtering and judge-error exclusion."""
+"""Hand-computed group advantages, filtering and judge-error exclusion."""
 import math
 
 import pytest

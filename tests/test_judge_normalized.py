@@ -1,4 +1,4 @@
-"""is_idk, normalize and the normalised-match judge (DESIGN.md §4)."""
+"""is_idk, normalize and the normalised-match judge."""
 import pytest
 
 from inboxrl.email.judge import LLMJudge, NormalizedJudge, is_idk, make_judge, normalize, token_f1

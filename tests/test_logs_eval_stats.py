@@ -1,4 +1,4 @@
-"""eval_statistics: every DESIGN.md §6 key, hand-computed; baselines; atomic save; eval/* names."""
+"""eval_statistics: every eval JSON key, hand-computed; baselines; atomic save; eval/* names."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ import pytest
 from _logs_util import make_traj
 from inboxrl.logs import eval_stats as es
 
-DESIGN_KEYS = [
+EVAL_JSON_KEYS = [
     "step", "accuracy", "correct_answers", "total_samples", "attempted_answer", "avg_reward",
     "median_reward", "std_reward", "min_reward", "max_reward", "found_correct_email",
     "read_correct_email", "total_repeated_searches", "total_unique_searches", "total_searches",
@@ -32,7 +32,7 @@ def handmade():
 def test_every_key_hand_computed():
     baseline = {"s1": 1.0, "s2": -0.9, "s3": 0.5, "s4": 1.35, "s5": -1.0}  # s6 absent
     s = es.eval_statistics(handmade(), step=7, eval_time=12.5, baseline_rewards=baseline)
-    for k in DESIGN_KEYS:
+    for k in EVAL_JSON_KEYS:
         assert k in s, k
     assert s["step"] == 7 and s["total_samples"] == 6
     assert s["correct_answers"] == 2

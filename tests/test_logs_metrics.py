@@ -10,7 +10,7 @@ from inboxrl.agent.groups import GroupView, group_views
 from inboxrl.logs.metrics import (MovingAverage, TrainingMetrics,
                                   reward_stats)
 
-DESIGN_TRAIN = ["loss", "policy_loss", "kl", "avg_reward", "median_reward", "std_reward",
+TRAIN_KEYS = ["loss", "policy_loss", "kl", "avg_reward", "median_reward", "std_reward",
                 "min_reward", "max_reward", "accuracy", "groups_kept", "groups_filtered",
                 "num_early_exit", "total_tokens", "trainable_tokens", "trainable_token_ratio",
                 "grad_norm", "learning_rate", "entropy", "clip_fraction", "rollout_time",
@@ -65,7 +65,7 @@ def test_to_wandb_has_every_design_name_and_flat_roundtrip():
     m = TrainingMetrics.from_rollouts(3, batch(), total_steps=5, kl=float("nan"))
     m.extra["custom"] = 2.0
     w = m.to_wandb()
-    for k in DESIGN_TRAIN:
+    for k in TRAIN_KEYS:
         if k == "kl":
             continue  # NaN is not logged
         assert f"train/{k}" in w, k

@@ -1,4 +1,4 @@
-"""SFT demonstrations are token-identical to rollouts that make the same calls (issue 5)."""
+"""SFT demonstrations are token-identical to rollouts that make the same calls."""
 from __future__ import annotations
 
 import random

@@ -1,4 +1,4 @@
-"""Scripted slips in SFT demonstrations: shown to the model, never trained on (issue 5).
+"""Scripted slips in SFT demonstrations: shown to the model, never trained on.
 
 The reference agent's first search sometimes miscopies a keyword (``p_slip``); the slip's tokens
 are ``injected`` (context only) and its turn flagged, so SFT teaches the recovery from an empty

@@ -1,4 +1,4 @@
-"""Tool schemas, argument validation and rendering (DESIGN.md §4)."""
+"""Tool schemas, argument validation and rendering."""
 import json
 
 import pytest

@@ -1,4 +1,4 @@
-"""Token-faithful chat rendering with the model's own chat template (issue 3 §2).
+"""Token-faithful chat rendering with the model's own chat template.
 
 :class:`ChatRenderer` turns a scenario and the turns of a rollout into token-id *segments*, each
 tagged with the source that produced it (``system``, ``user``, ``tool``, ``template``; the

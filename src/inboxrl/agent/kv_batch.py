@@ -1,4 +1,4 @@
-"""A batch of token streams sharing one KV cache across turns (DESIGN.md §7).
+"""A batch of token streams sharing one KV cache across turns.
 
 Each row is one rollout's token stream. :meth:`KVBatch.forward` appends a chunk of new tokens to
 every row at once, left-padding shorter chunks; padded slots are *holes* (attention-mask 0) that

@@ -1,4 +1,4 @@
-"""Token-faithful trajectories (DESIGN.md §3): what the policy saw and sampled, token by token.
+"""Token-faithful trajectories: what the policy saw and sampled, token by token.
 
 ``token_ids`` is the whole conversation exactly as the model consumed it; ``sources[i]`` says
 who produced token ``i`` (``system``, ``user``, ``tool``, ``model`` or ``template``; ``injected`` in

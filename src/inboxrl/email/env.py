@@ -1,5 +1,5 @@
 """One episode of the email task: runs tool calls against the scenario's inbox, emits turn
-events (DESIGN.md §3, §5) and fills the :class:`~inboxrl.email.rubric.Rubric`.
+events and fills the :class:`~inboxrl.email.rubric.Rubric`.
 
 The environment never raises on model input: malformed calls, unknown tools, bad arguments,
 store failures and judge failures all become an error observation and rubric fields.

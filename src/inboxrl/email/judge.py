@@ -1,4 +1,4 @@
-"""Answer judges (DESIGN.md §4): "I don't know" detection, a normalised-match judge and an
+"""Answer judges: "I don't know" detection, a normalised-match judge and an
 LLM judge for any OpenAI-compatible chat-completions endpoint.
 
 Every judge has ``judge(question, reference, answer) -> Verdict``. A judge never raises on
@@ -117,7 +117,7 @@ def token_f1(prediction: str, reference: str) -> float:
 
 class NormalizedJudge:
     """Correct when the normalised reference appears (on token boundaries) in the normalised
-    answer, or when their token F1 is at least ``min_f1`` (DESIGN.md §4)."""
+    answer, or when their token F1 is at least ``min_f1``."""
 
     def __init__(self, min_f1: float = 0.8):
         self.min_f1 = min_f1

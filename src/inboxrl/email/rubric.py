@@ -1,4 +1,5 @@
-"""The rubric of one rollout, its outcome reward and per-turn process rewards (DESIGN.md §5).
+"""The rubric of one rollout, its outcome reward and per-turn process rewards (the
+reward table of the README).
 
 Outcome reward (ART-E tiers; ``found``, ``read``, ``sources`` are 0/1):
 
@@ -24,7 +25,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-# Turn events (DESIGN.md §3) and their process rewards (DESIGN.md §5).
+# Turn events and their process rewards.
 FOUND_REFERENCE = "found_reference"
 READ_REFERENCE = "read_reference"
 REPEATED_SEARCH = "repeated_search"
@@ -43,7 +44,7 @@ PROCESS_REWARDS: dict[str, float] = {
 
 @dataclass
 class Rubric:
-    """Everything the reward and the eval statistics (DESIGN.md §6) need about one rollout."""
+    """Everything the reward and the eval statistics need about one rollout."""
 
     answer_correct: bool = False
     attempted_answer: bool = False  # returned a final answer that is not "I don't know"
@@ -97,5 +98,5 @@ def outcome_reward(r: Rubric, max_turns: int) -> float:
 
 
 def process_reward(events: list[str]) -> float:
-    """Process reward of one turn: the sum of its events' rewards (DESIGN.md §5)."""
+    """Process reward of one turn: the sum of its events' rewards."""
     return float(sum(PROCESS_REWARDS.get(e, 0.0) for e in events))

@@ -1,4 +1,4 @@
-"""Pack trajectories into right-padded micro-batches under a token budget (DESIGN.md §1, phase 3).
+"""Pack trajectories into right-padded micro-batches under a token budget (PHASE 3 of a step).
 
 Alignment (explicit): a causal LM's logits at position ``j`` predict token ``j + 1``. Every
 per-token tensor of a :class:`MicroBatch` except ``input_ids``/``attention_mask`` is in *target*

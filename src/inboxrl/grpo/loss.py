@@ -1,4 +1,4 @@
-"""The GRPO clipped-surrogate loss, its aggregation and its metrics (DESIGN.md §5).
+"""The GRPO clipped-surrogate loss, its aggregation and its metrics (the objective in :mod:`inboxrl.grpo.trainer`).
 
 Per trained token: ``ρ = exp(logπ − logπ_old)`` with ``π_old`` the *sampling* log-probs, and
 ``ℓ = −min(ρA, clip(ρ, 1−ε_low, 1+ε_high)·A) + β·k3`` where ``k3 = exp(r) − r − 1``,

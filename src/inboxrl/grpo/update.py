@@ -1,4 +1,4 @@
-"""One optimisation step of the policy (DESIGN.md §1, phase 4) and of warm-start SFT.
+"""One optimisation step of the policy (PHASE 4 of a step) and of warm-start SFT.
 
 A GRPO step: pack the kept trajectories into micro-batches, compute the whole-batch aggregation
 weights, then for each of ``num_iterations`` passes: zero the gradients, forward + backward every

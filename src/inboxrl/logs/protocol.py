@@ -1,5 +1,5 @@
 """Protocol-following of trajectories: the share of turns with a valid tool call and of rollouts
-whose first call is a search (the warm-start targets of issue 5, and part of every eval)."""
+whose first call is a search (the warm start's targets, and part of every eval)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

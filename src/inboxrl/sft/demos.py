@@ -1,4 +1,4 @@
-"""Demonstrations for the SFT warm start (issue 5): reference-agent episodes rendered exactly as
+"""Demonstrations for the SFT warm start: reference-agent episodes rendered exactly as
 rollouts of the policy would be.
 
 :func:`render_calls` replays a list of tool calls through a fresh environment with the rollout
