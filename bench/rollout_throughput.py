@@ -98,7 +98,7 @@ def main() -> None:
     from inboxrl.email.judge import make_judge
     from inboxrl.email.scenarios import load_scenarios
     from inboxrl.email.store import EmailStore
-    from inboxrl.email.synth import ensure_default_dataset
+    from inboxrl.synth.data import ensure_default_dataset
     from inboxrl.policy.default_model import default_model_dir
     from inboxrl.policy.hf import HFPolicy
     from inboxrl.policy.loading import load_model

@@ -1,6 +1,6 @@
 """Email-store benchmark: build throughput and inbox-scoped search latency.
 
-Builds a synthetic store (``inboxrl.email.synth.generate`` when it is importable, otherwise a
+Builds a synthetic store (``inboxrl.synth.generate.generate`` when it is importable, otherwise a
 simple Zipf-vocabulary generator below) with a display name for every sender and recipient
 (``john.smith@x`` -> "John Smith", stored and FTS-indexed as real mail's names are), then times
 1,000 realistic searches: 1-3 keywords taken from one stored message (not among the corpus's
@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from inboxrl.email.build_report import BuildOptions
-from inboxrl.email.store import EmailStore, build_store
+from inboxrl.email.store import EmailStore
+from inboxrl.email.store_build import build_store
 from inboxrl.email.types import Email
 
 SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "ta", "shi", "po", "ven", "dor", "gal", "tri",
@@ -75,9 +76,9 @@ def simple_corpus(num_emails: int, seed: int = 0, num_people: int = 150,
 
 def make_corpus(num_emails: int, seed: int) -> tuple[list[tuple[Email, list[str]]], str]:
     try:
-        from inboxrl.email.synth import generate  # written by another module; optional here
+        from inboxrl.synth.generate import generate  # written by another module; optional here
         corpus = generate(seed=seed, num_emails=num_emails)
-        return list(corpus.records), "inboxrl.email.synth.generate"
+        return list(corpus.records), "inboxrl.synth.generate.generate"
     except (ImportError, AttributeError, TypeError) as e:
         print(f"(synth.generate unavailable: {e!r}; using the bench's simple generator)")
         return simple_corpus(num_emails, seed), "bench simple generator"

@@ -49,7 +49,7 @@ def parity_reward() -> None:
 
 
 def prepare(work: Path) -> dict[str, str]:
-    from inboxrl.email.synth import make_data
+    from inboxrl.synth.data import make_data
     from inboxrl.policy.tiny import make_tiny_model
 
     data = make_data(work / "data", seed=3, num_emails=200)

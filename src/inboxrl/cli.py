@@ -56,7 +56,7 @@ def cmd_eval_reference(args: argparse.Namespace) -> int:
 
 
 def cmd_build_db(args: argparse.Namespace) -> int:
-    from inboxrl.email.ingest import build_db
+    from inboxrl.ingest.readers import build_db
     from inboxrl.email.build_report import BuildOptions
 
     options = BuildOptions(max_body_chars=args.max_body_chars, max_recipients=args.max_recipients)
@@ -75,7 +75,7 @@ def cmd_build_db(args: argparse.Namespace) -> int:
 
 
 def cmd_make_data(args: argparse.Namespace) -> int:
-    from inboxrl.email.synth import make_data
+    from inboxrl.synth.data import make_data
 
     result = make_data(args.out, seed=args.seed, num_emails=args.num_emails)
     print(result)

@@ -16,6 +16,7 @@ from typing import Any, Iterable
 
 from inboxrl.email.rubric import Rubric
 from inboxrl.email.types import ToolCall
+from inboxrl.utils.atomic import atomic_write_text
 
 SOURCES = ("system", "user", "tool", "model", "template", "injected")
 MODEL = "model"
@@ -123,8 +124,6 @@ class Trajectory:
 
 def save_jsonl(trajectories: Iterable[Trajectory], path: str | Path) -> None:
     """Write trajectories as JSON lines, atomically (temp file, then rename)."""
-    from inboxrl.utils.atomic import atomic_write_text
-
     atomic_write_text(path, "".join(json.dumps(t.to_dict()) + "\n" for t in trajectories))
 
 

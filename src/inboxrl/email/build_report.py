@@ -1,7 +1,7 @@
 """What a store build and the mail readers report, and the options of a build.
 
 ``BuildOptions`` / ``BuildReport`` serve :func:`inboxrl.email.store_build.build_store`;
-``IngestReport`` serves the readers of :mod:`inboxrl.email.ingest`. Every problem met on the way
+``IngestReport`` serves the readers of :mod:`inboxrl.ingest.readers`. Every problem met on the way
 (a skipped mass mail, a broken file, a date that had to be defaulted, an id two messages share)
 is counted, never silently lost, and the two reports count the same things the same way: a
 reader's missing ids and bad dates are the builder's generated ids and defaulted dates.

@@ -20,7 +20,7 @@ from typing import Any, Iterable, Sequence
 
 from inboxrl.utils.atomic import atomic_write_json
 
-from .types import Scenario
+from inboxrl.email.types import Scenario
 
 REQUIRED = ("id", "question", "answer", "message_ids", "inbox_address", "query_date")
 OPTIONAL = ("how_realistic", "split")

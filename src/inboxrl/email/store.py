@@ -254,7 +254,3 @@ def check_scenarios(db_path: str | Path, scenarios: Iterable[Scenario]) -> list[
     with EmailStore(db_path) as store:
         return [s.id for s in scenarios
                 if not s.message_ids or not all(store.in_inbox(s.inbox_address, m) for m in s.message_ids)]
-
-
-# the build side lives in store_build; re-exported for `from inboxrl.email.store import build_store`
-from inboxrl.email.store_build import StoreBuilder, build_store, content_key, run_script  # noqa: E402,F401

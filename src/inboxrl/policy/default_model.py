@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from inboxrl.utils.file_lock import file_lock
 
@@ -73,6 +74,26 @@ def is_complete(model_dir: Path) -> bool:
                ("config.json", "model.safetensors", "tokenizer.json", MARKER_FILE))
 
 
+def strip_gguf_quantization(model: Any) -> Any:
+    """Drop the GGUF quantization marker from a model loaded with ``gguf_file=``.
+
+    transformers de-quantises GGUF weights to plain tensors but keeps a ``GgufConfig`` on
+    ``model.config`` and a ``GgufHfQuantizer`` on the model, which makes the model
+    untrainable and ``save_pretrained`` fail. Removing both leaves an ordinary model.
+    """
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(config, "quantization_config"):
+        del config.quantization_config
+    if hasattr(model, "hf_quantizer"):
+        model.hf_quantizer = None
+    if hasattr(model, "is_quantized"):
+        try:
+            model.is_quantized = False
+        except AttributeError:  # a read-only property in some versions
+            pass
+    return model
+
+
 def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     """Load ``gguf_path`` with transformers' GGUF support and save a plain safetensors model.
 
@@ -80,8 +101,6 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     tokenizer (including its chat template) and a marker file recording the source.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from inboxrl.policy.loading import strip_gguf_quantization
 
     tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
     model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)

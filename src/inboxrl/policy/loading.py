@@ -17,6 +17,8 @@ from typing import Any, Sequence
 
 import torch
 
+from inboxrl.policy.default_model import resolve_model_name, strip_gguf_quantization
+
 DTYPE_NAMES: dict[str, torch.dtype] = {
     "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
     "fp32": torch.float32, "float32": torch.float32,
@@ -100,26 +102,6 @@ def resolve_dtype(dtype: str | torch.dtype = "auto",
     return DTYPE_NAMES[name]
 
 
-def strip_gguf_quantization(model: Any) -> Any:
-    """Drop the GGUF quantization marker from a model loaded with ``gguf_file=``.
-
-    transformers de-quantises GGUF weights to plain tensors but keeps a ``GgufConfig`` on
-    ``model.config`` and a ``GgufHfQuantizer`` on the model, which makes the model
-    untrainable and ``save_pretrained`` fail. Removing both leaves an ordinary model.
-    """
-    config = getattr(model, "config", None)
-    if config is not None and hasattr(config, "quantization_config"):
-        del config.quantization_config
-    if hasattr(model, "hf_quantizer"):
-        model.hf_quantizer = None
-    if hasattr(model, "is_quantized"):
-        try:
-            model.is_quantized = False
-        except AttributeError:  # a read-only property in some versions
-            pass
-    return model
-
-
 def ensure_pad_token(tokenizer: Any) -> Any:
     """Give the tokenizer a pad token: the EOS token when it has none.
 
@@ -161,8 +143,6 @@ def _from_adapter_checkpoint(path: Path, dtype: torch.dtype) -> tuple[Any, Any]:
     import json
 
     from peft import PeftModel
-
-    from inboxrl.policy.default_model import resolve_model_name
 
     base = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path") or ""
     if not base:
@@ -238,8 +218,6 @@ def load_model(name_or_path: str | os.PathLike, dtype: str | torch.dtype = "auto
     (``with model.disable_adapter():`` gives the base model). A missing local path raises
     ``FileNotFoundError``; a bad dtype ``ValueError``.
     """
-    from inboxrl.policy.default_model import resolve_model_name
-
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
     model, tokenizer = _from_pretrained(resolve_model_name(str(name_or_path)), torch_dtype)
@@ -263,6 +241,6 @@ def trainable_parameter_names(model: Any) -> list[str]:
 __all__: Sequence[str] = (
     "LoraSpec", "load_model", "is_adapter_checkpoint", "resolve_dtype", "resolve_device",
     "cpu_has_fast_bf16",
-    "strip_gguf_quantization", "ensure_pad_token", "apply_lora", "trainable_parameter_names",
+    "ensure_pad_token", "apply_lora", "trainable_parameter_names",
     "enable_activation_checkpointing",
 )

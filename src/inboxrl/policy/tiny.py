@@ -10,13 +10,13 @@ import functools
 from typing import Any
 
 import torch
+from inboxrl.policy.default_model import default_model_dir
+from inboxrl.policy.loading import ensure_pad_token
 
 
 @functools.lru_cache(maxsize=4)
 def _load_tokenizer(model_dir: str) -> Any:
     from transformers import AutoTokenizer
-
-    from inboxrl.policy.loading import ensure_pad_token
 
     return ensure_pad_token(AutoTokenizer.from_pretrained(model_dir))
 
@@ -26,8 +26,6 @@ def default_tokenizer(cache_dir: str | None = None) -> Any:
 
     The same object is returned on every call: treat it as read-only.
     """
-    from inboxrl.policy.default_model import default_model_dir
-
     return _load_tokenizer(str(default_model_dir(cache_dir)))
 
 

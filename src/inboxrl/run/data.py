@@ -10,9 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from inboxrl.email.scenarios import ScenarioError, load_scenarios, validation_subset
+from inboxrl.email.store import EmailStore, StoreError
 from inboxrl.email.types import Scenario
 from inboxrl.settings.base import ConfigError
 from inboxrl.settings.sections import DataConfig
+from inboxrl.synth.data import ensure_default_dataset
 
 
 @dataclass
@@ -25,7 +28,6 @@ class RunData:
 
 def _split(scenarios: list[Scenario], cfg: DataConfig, seed: int,
            need_train: bool = True) -> tuple[list[Scenario], list[Scenario]]:
-    from inboxrl.email.scenarios import validation_subset
 
     train = [s for s in scenarios if s.split == "train"]
     test = [s for s in scenarios if s.split != "train"]
@@ -49,9 +51,6 @@ def resolve_data(cfg: DataConfig, seed: int, need_train: bool = True) -> RunData
     subset); raise ConfigError with a clear message. ``need_train=False`` (eval, eval-reference)
     accepts a scenario file with no training part: a file without train/test splits then gives
     the same validation subset as in training."""
-    from inboxrl.email.scenarios import ScenarioError, load_scenarios
-    from inboxrl.email.store import EmailStore, StoreError
-
     if bool(cfg.db_path) != bool(cfg.scenarios_path):
         raise ConfigError("db_path and scenarios_path go together: set both or neither")
     if cfg.db_path:
@@ -59,7 +58,6 @@ def resolve_data(cfg: DataConfig, seed: int, need_train: bool = True) -> RunData
         if not db.exists():
             raise ConfigError(f"db_path {db} does not exist (build it with `inboxrl build-db`)")
     else:
-        from inboxrl.email.synth import ensure_default_dataset
 
         ds = ensure_default_dataset()
         db, scen_path, source = Path(ds.db_path), Path(ds.scenarios_path), "embedded synthetic inbox"

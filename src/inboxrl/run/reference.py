@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from inboxrl.email.eval_reference import evaluate_reference_agent, print_summary
+from inboxrl.reference.evaluate import evaluate_reference_agent, print_summary
 from inboxrl.run.data import resolve_data
 from inboxrl.run.env import make_run_judge
 from inboxrl.settings.sections import Settings

@@ -36,6 +36,7 @@ from inboxrl.agent.trajectory import INJECTED, MODEL, Trajectory
 from inboxrl.email.rubric import ZERO_RESULTS
 from inboxrl.email.types import Scenario, ToolCall
 from inboxrl.logs.protocol import valid_call
+from inboxrl.reference.agent import ReferenceAgent, run_reference_episode
 
 
 class DemoError(ValueError):
@@ -207,8 +208,6 @@ def _attempt(store: Any, scenario: Scenario, judge: Any, renderer: ChatRenderer,
              out: DemoSet) -> Trajectory | None:
     """One seeded reference episode rendered as a rollout; None (counted in ``out``) when it
     does not fit the budgets or is not :func:`successful`."""
-    from inboxrl.email.reference_agent import ReferenceAgent, run_reference_episode
-
     agent = ReferenceAgent(random.Random(f"{settings.seed}/{rnd}/{pos}"), mode=settings.agent_mode,
                            **settings.agent_options)
     out.attempted += 1

@@ -21,7 +21,13 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from inboxrl.agent.trajectory import Trajectory
+from inboxrl.email.store import EmailStore
+from inboxrl.grpo.evaluation import evaluate
+from inboxrl.grpo.optim import make_optimizer, make_scheduler
+from inboxrl.grpo.update import UpdateSettings, sft_update
+from inboxrl.logs.protocol import protocol_stats
 from inboxrl.settings.base import ConfigError
+from inboxrl.sft.demos import collect_demonstrations
 
 
 @dataclass
@@ -85,9 +91,6 @@ def train_sft(model: Any, demos: Sequence[Trajectory], settings: SFTSettings, pa
     """
     from tqdm.auto import tqdm
 
-    from inboxrl.grpo.optim import make_optimizer, make_scheduler
-    from inboxrl.grpo.update import UpdateSettings, sft_update
-
     if not demos:
         raise ValueError("no demonstrations to train on")
     batches = _batches(len(demos), settings)
@@ -135,8 +138,6 @@ def _say(console: Any, message: str) -> None:
 
 def _eval(policy: Any, data: Any, env_factory: Callable, eval_rollout: Any, step: int, out: Path,
           console: Any, label: str) -> dict[str, Any]:
-    from inboxrl.grpo.evaluation import evaluate
-    from inboxrl.logs.protocol import protocol_stats
 
     if hasattr(console, "eval_start"):
         console.eval_start(step, len(data.validation))
@@ -158,9 +159,6 @@ def run_sft(policy: Any, data: Any, env_factory: Callable, judge: Any, eval_roll
 
     Raises ``ConfigError`` when the reference agent produced no usable demonstration.
     """
-    from inboxrl.email.store import EmailStore
-    from inboxrl.sft.demos import collect_demonstrations
-
     out = Path(output_dir)
     t0 = time.perf_counter()
     demos = collect_demonstrations(EmailStore(data.db_path), data.train, judge, policy.renderer, env_factory,

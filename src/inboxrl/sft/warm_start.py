@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from inboxrl.policy.default_model import cache_root
 from inboxrl.utils.file_lock import file_lock
 
 MARKER = "warm_start.json"
@@ -57,7 +58,6 @@ def cache_dir(sft_cache_dir: str = "") -> Path:
     """``sft_cache_dir`` when set, else ``<inboxrl cache root>/warm_start``."""
     if sft_cache_dir:
         return Path(sft_cache_dir).expanduser()
-    from inboxrl.policy.default_model import cache_root
 
     return cache_root() / "warm_start"
 

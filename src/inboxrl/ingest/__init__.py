@@ -1,0 +1,1 @@
+"""Ingest of real mail (parquet, Maildir, mbox) into the email store."""
