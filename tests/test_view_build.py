@@ -100,6 +100,9 @@ def test_eval_page_compares_each_scenario_with_the_baseline(run):
     assert len(links) == 6  # this eval's and the baseline's transcript of each scenario
     for link in links:
         assert (root / "view" / "evals" / link).resolve().is_file(), link
+    base = read(root, "evals/eval_0000.html")
+    assert "This eval is the baseline" in base and 'class="baseline"' not in base
+    assert set(re.findall(r'<td class="outcome">([^<]*)</td>', base)) == {"-"}
     side = read(root, "evals.html")
     assert "Detailed Rubric Statistics" in side and "step 0" in side and "step 2" in side
     assert side.count("Found correct email") == 1 and report.evals == 2
@@ -188,3 +191,28 @@ def test_parallel_build_writes_the_same_pages(tmp_path):
         assert strip((a / "view" / rel).read_text()) == strip((b / "view" / rel).read_text()), rel
     assert json.loads((b / "view" / "manifest.json").read_text())["version"] == 2
     assert SCRIPT_BODY  # used by the fixture run
+
+
+def test_without_a_tokenizer_the_token_view_shows_ids_and_says_why(run):
+    root, report = run
+    assert any(n.startswith("token view: no tokenizer found") for n in report.notes)
+    page = rollout_section(read(root, "rollouts/step_0001/g000.html"), 0)
+    assert '<span class="tok src-system" title="system: 3 tokens">#1 #2 #3 </span>' in page
+    assert re.search(r'class="tok src-model" title="turn 1 · log-prob -0.5000 · advantage \+0.5000">#10 </span>', page)
+
+
+def test_a_rollout_without_tokens_says_so(tmp_path):
+    from inboxrl.agent.trajectory import save_jsonl
+
+    from _view_util import step_trajectories
+
+    root = make_handmade_run(tmp_path / "run", truncate=False)
+    trajs = step_trajectories(1)
+    for t in trajs:  # as an API policy records them: turns and messages, no token ids
+        t.token_ids, t.sources, t.logprobs, t.turn_index = [], [], [], []
+    save_jsonl(trajs, root / "trajectories" / "step_0001.jsonl")
+    build_view(root, SERIAL)
+    page = read(root, "rollouts/step_0001/g000.html")
+    assert page.count("No tokens recorded") == len(ADVANTAGES[0])
+    assert [[float(a["data-adv"]) for a, _ in row] for row in parse(read(root, "steps/step_0001.html")).heat[0]] \
+        == ADVANTAGES[0]

@@ -186,7 +186,7 @@ class ScenarioOutcome:
     question: str | None
     baseline_reward: float | None
     reward: float
-    outcome: str  # won | lost | tie | judge error | no baseline
+    outcome: str  # won | lost | tie | judge error | - (no baseline reward)
     answer: str | None
     verdict: str
     link: str
@@ -197,7 +197,7 @@ def outcome(reward: float, baseline: float | None, judge_error: bool) -> str:
     if judge_error:
         return "judge error"
     if baseline is None:
-        return "no baseline"
+        return "-"
     d = reward - baseline
     return "won" if d > TIE_TOLERANCE else "lost" if d < -TIE_TOLERANCE else "tie"
 

@@ -81,10 +81,11 @@ def write_eval(writer: PageWriter, step: int, path: Path | None, baseline: dict[
     if baseline_step is not None:
         base_links = {sid: f"../rollouts/{eval_name(baseline_step)}/{eval_rollout_file(sid)}"
                       for sid in baseline_ids}
-    rows = scenario_outcomes(trajs, links, baseline, base_links)
+    is_baseline = step == baseline_step
+    rows = scenario_outcomes(trajs, links, {} if is_baseline else baseline, {} if is_baseline else base_links)
     counts = {k: sum(r.outcome == k for r in rows) for k in ("won", "lost", "tie")}
     writer.page(f"evals/{eval_name(step)}.html", "eval.html", title=f"Eval at step {step}", rows=rows,
-                counts=counts, has_baseline=bool(baseline))
+                counts=counts, has_baseline=bool(baseline), is_baseline=is_baseline)
     for sid, members in by_scenario.items():
         write_rollouts(writer, f"rollouts/{eval_name(step)}/{eval_rollout_file(sid)}", members, tokens,
                        f"Eval at step {step} · {sid}", f"../../evals/{eval_name(step)}.html",
