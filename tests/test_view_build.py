@@ -52,6 +52,10 @@ def test_filtered_groups_are_shown_filtered_with_zero_advantages(run):
     assert all("filtered" not in a["class"] for row in parse(html).heat[0] for a, _ in row)
     group1 = html[html.index('id="group-1"'):]
     assert "filtered (low variance)" in group1[:600]
+    # group 1: rewards 0.0, 0.0 (std 0); process rewards +1, -1, +1 (turns 1-2 of r0, turn 1 of r1):
+    # the page states the measured values against the run's rule, whichever side they fall
+    assert ("Filtered: reward std 0.000 &lt; min_group_std 0.05 and process-reward std 0.943 ≥ 0.05."
+            in group1)
     # colour: red for negative, blue for positive, grey for filtered
     colours = {float(a["data-adv"]): a["style"] for row in parse(html).heat[0] for a, _ in row}
     r, _, b = (int(colours[1.75][12 + 2 * i: 14 + 2 * i], 16) for i in range(3))

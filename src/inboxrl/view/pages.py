@@ -44,7 +44,7 @@ def _by(trajs: Sequence[Trajectory], key) -> dict[Any, list[Trajectory]]:
 
 
 def write_step(writer: PageWriter, step: int, path: Path, metrics: dict[str, Any] | None,
-               prev_step: int | None, next_step: int | None, tokens: TokenText,
+               prev_step: int | None, next_step: int | None, rule: dict[str, Any] | None, tokens: TokenText,
                tokenizer_note: str) -> tuple[int, list[str]]:
     """``steps/step_NNNN.html`` and ``rollouts/step_NNNN/gGGG.html``; returns
     (rollouts written, notes)."""
@@ -54,7 +54,7 @@ def write_step(writer: PageWriter, step: int, path: Path, metrics: dict[str, Any
     if not trajs:
         notes.add(f"{label}: no readable trajectories, step page not written")
         return 0, notes.lines
-    model = step_model(step, trajs, metrics, prev_step, next_step)
+    model = step_model(step, trajs, metrics, prev_step, next_step, rule)
     writer.page(f"steps/{step_name(step)}.html", "step.html", title=f"Step {step}", m=model)
     for gid, members in _by(trajs, lambda t: t.group_id).items():
         write_rollouts(writer, f"rollouts/{step_name(step)}/{group_file(gid)}", members, tokens,
