@@ -267,12 +267,10 @@ def test_step_after_done_and_finish_reasons(store):
         make_env(store).finish("bored")
 
 
-def test_out_of_turns_property(store):
+def test_running_out_of_turns_scores_like_no_answer(store):
     env = EmailTaskEnv(store, scenario(), NormalizedJudge(), 2)
     env.step(search("fuel"))
-    assert not env.out_of_turns
     env.step(search("lunch"))
-    assert env.out_of_turns
     rub = env.finish("max_turns")
     assert rub.ran_out_of_turns and outcome_reward(rub, 2) == pytest.approx(0.1)
 

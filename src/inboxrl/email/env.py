@@ -41,10 +41,6 @@ class EmailTaskEnv:
         self._references = {_bare(m) for m in scenario.message_ids}
         self._search_keys: set[tuple[Any, ...]] = set()
 
-    @property
-    def out_of_turns(self) -> bool:
-        return self.rubric.num_turns >= self.max_turns
-
     # -- one turn ----------------------------------------------------------------------------
     def step(self, call: ToolCall | None, parse_error: str | None = None) -> StepResult:
         """Run one model turn: a parsed call, or ``call=None`` with the parser's error

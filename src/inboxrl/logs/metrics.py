@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import deque
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Sequence
 
 from inboxrl.agent.groups import group_views
@@ -159,14 +159,6 @@ class TrainingMetrics:
                 continue
             out[TRAIN_PREFIX + k] = float(v) if isinstance(v, bool) else v
         return out
-
-    @classmethod
-    def from_flat(cls, d: dict[str, Any]) -> "TrainingMetrics":
-        """Inverse of ``to_flat`` (unknown keys go to ``extra``; ``kind`` is ignored)."""
-        names = {f.name for f in fields(cls)} - {"extra"}
-        known = {k: v for k, v in d.items() if k in names}
-        extra = {k: v for k, v in d.items() if k not in names and k != "kind"}
-        return cls(**known, extra=extra)
 
 
 REWARD_WINDOW = 10
