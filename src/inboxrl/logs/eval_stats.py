@@ -19,8 +19,8 @@ Definitions (N = ``total_samples`` = number of evaluated rollouts):
   reloaded after a restart are the same.
 * ``beat_rate`` / ``tie_rate`` / ``loss_rate``: shares of the compared scenarios whose reward is
   above / equal to (|Δ| ≤ 1e-9) / below the baseline's. Compared scenarios are those with a
-  reward both here and in the baseline; ``baseline_compared`` counts them. All three are ``None`` when there is no baseline or no
-  scenario could be compared.
+  reward both here and in the baseline; ``baseline_compared`` counts them. All three are
+  ``None`` when there is no baseline or no scenario could be compared.
 * ``valid_call_rate``: share of all turns whose text parsed to a known tool with valid
   arguments; ``first_search_rate``: share of rollouts whose first call is a valid search
   (:mod:`inboxrl.logs.protocol`).
