@@ -168,6 +168,16 @@ def test_partial_and_empty_output_dirs(tmp_path):
         build_view(tmp_path / "nope", SERIAL)
 
 
+def test_other_viewer_code_rebuilds_every_page(run, monkeypatch):
+    root, _ = run
+    import inboxrl.view.build as build
+
+    assert build_view(root, SERIAL).reused == 4
+    monkeypatch.setattr(build, "code_digest", lambda: "another version")
+    again = build_view(root, SERIAL)
+    assert again.reused == 0 and again.steps == 2 and again.evals == 2
+
+
 def test_a_rebuild_reuses_unchanged_steps_and_rebuilds_changed_ones(run):
     root, first = run
     assert first.reused == 0

@@ -7,11 +7,12 @@ Advantage heat maps), ``rollouts/step_NNNN/gGGG_rRR.html`` (conversation and tok
 Plain HTML and CSS with SVG plots: the folder opens from disk, no server, no network.
 
 Steps and evals are built in parallel processes. A re-run reuses the pages of a step or eval
-whose source files (and neighbours) did not change, recorded in ``view/manifest.json``, so
-refreshing a running run rebuilds only what is new.
+whose source files (and neighbours, and the viewer's own code) did not change, recorded in
+``view/manifest.json``, so refreshing a running run rebuilds only what is new.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -118,6 +119,16 @@ def _load_manifest(view_dir: Path) -> dict[str, dict[str, Any]]:
         return {}
 
 
+def code_digest() -> str:
+    """A digest of the viewer's own code and templates: pages built by other code are rebuilt."""
+    h = hashlib.sha1()
+    for p in sorted(Path(__file__).parent.rglob("*")):
+        if p.suffix in (".py", ".html", ".css"):
+            h.update(p.name.encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def _key(job: Job) -> str:
     return f"{job.kind}-{job.step}"
 
@@ -177,7 +188,7 @@ def build_view(output_dir: str | Path, settings: ViewSettings | None = None) -> 
     _STATE.update(writer=writer, tokens=TokenText(tokenizer), note=note)
     writer.copy_asset("style.css", files("inboxrl.view").joinpath("templates/style.css").read_bytes())
 
-    jobs = make_jobs(run, [FORMAT_VERSION, source])
+    jobs = make_jobs(run, [FORMAT_VERSION, code_digest(), source])
     report = BuildReport(index=view_dir / "index.html")
     done = build_pages(jobs, view_dir, settings, notes, report)
     step_pages = {j.step for j in jobs if j.kind == "step" and _key(j) in done}
