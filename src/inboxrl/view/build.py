@@ -100,11 +100,23 @@ def make_jobs(run: RunFiles, sig_common: list[Any]) -> list[Job]:
         sig = json.dumps([sig_common, _stat(run.step_files[step]), prev_step, next_step, metrics, rule], default=str)
         jobs.append(Job("step", step, sig, (run.step_files[step], metrics, prev_step, next_step, rule)))
     rewards, bstep, bids = baseline_of(run.evals, run.baseline, list(run.eval_traj_files))
+    if not rewards and cfg.get("baseline_file"):  # a run compared with a configured baseline file
+        rewards = configured_baseline(str(cfg["baseline_file"]), run.notes)
     for step in run.evals:
         path = run.eval_traj_files.get(step)
         sig = json.dumps([sig_common, _stat(path), rewards, bstep, sorted(bids)], default=str)
         jobs.append(Job("eval", step, sig, (path, rewards, bstep, bids)))
     return jobs
+
+
+def configured_baseline(path: str, notes: Notes) -> dict[str, float]:
+    from inboxrl.logs.eval_stats import BaselineError, load_baseline
+
+    try:
+        return load_baseline(path)
+    except (BaselineError, OSError, ValueError) as e:
+        notes.add(f"baseline_file {path}: not read ({e}); evals shown without a baseline")
+        return {}
 
 
 def _load_manifest(view_dir: Path) -> dict[str, dict[str, Any]]:
