@@ -147,6 +147,8 @@ class TrainConfig:
     keep_checkpoints: int = _f(2, "Keep the last K step checkpoints (the best is always kept).",
                                "KEEP_CHECKPOINTS")
     # -- logging ----------------------------------------------------------------------------
+    dist_timeout: float = _f(1800.0, "Seconds a rank of a multi-process run (torchrun) waits in a collective "
+                             "for its peers before it fails (a dead peer never hangs the job).", "DIST_TIMEOUT")
     wandb_project: str = _f("inboxrl", "wandb project.", "WANDB_PROJECT")
     wandb_entity: str = _f("", "wandb entity.", "WANDB_ENTITY")
     wandb_name: str = _f("", "wandb run name.", "WANDB_NAME")
@@ -171,8 +173,10 @@ class TrainConfig:
                      "min_group_std", "epsilon_low", "epsilon_high", "eval_temperature", "keep_checkpoints"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0 (got {getattr(self, name)!r})")
-        if min(self.learning_rate, self.max_grad_norm, self.temperature, self.sft_learning_rate) <= 0:
-            bad = next(n for n in ("learning_rate", "max_grad_norm", "temperature", "sft_learning_rate")
+        if min(self.learning_rate, self.max_grad_norm, self.temperature, self.sft_learning_rate,
+               self.dist_timeout) <= 0:
+            bad = next(n for n in ("learning_rate", "max_grad_norm", "temperature", "sft_learning_rate",
+                                   "dist_timeout")
                        if getattr(self, n) <= 0)
             raise ConfigError(f"{bad} must be > 0 (got {getattr(self, bad)!r})")
         for name in ("top_p", "sft_max_pattern_share"):

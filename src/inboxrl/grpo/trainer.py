@@ -26,14 +26,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from inboxrl.agent.rollout import RolloutRequest, RolloutSettings, run_rollouts
+from inboxrl.agent.rollout import RolloutRequest, RolloutSettings
 from inboxrl.agent.trajectory import Trajectory, save_jsonl
 from inboxrl.config import TrainConfig
 from inboxrl.grpo.advantages import assign_advantages
 from inboxrl.grpo.evaluation import EvalResult, evaluate
+from inboxrl.grpo.grad_sync import GradSync
 from inboxrl.grpo.sampler import ScenarioSampler
+from inboxrl.grpo.sharding import local_groups, sharded_rollouts
 from inboxrl.grpo.update import UpdateSettings, policy_update
 from inboxrl.logs.metrics import TrainingMetrics, build_training_metrics
+from inboxrl.parallel import LOCAL, DistContext
 
 
 @dataclass
@@ -70,7 +73,7 @@ class GRPOTrainer:
     """The training loop; rollouts, advantages, update and logs live in their own modules."""
 
     def __init__(self, cfg: TrainConfig, policy, train_scenarios, val_scenarios, env_factory: Callable,
-                 optimizer, scheduler, console, sinks, checkpoints) -> None:
+                 optimizer, scheduler, console, sinks, checkpoints, ctx: DistContext = LOCAL) -> None:
         self.cfg, self.policy, self.env_factory = cfg, policy, env_factory
         self.val_scenarios = val_scenarios
         self.optimizer, self.scheduler = optimizer, scheduler
@@ -78,6 +81,7 @@ class GRPOTrainer:
         self.state = TrainerState()
         self.sampler = ScenarioSampler(train_scenarios, seed=cfg.seed)
         self.output_dir = Path(cfg.output_dir)
+        self.ctx, self.sync = ctx, GradSync(ctx)  # the ranks of a data-parallel run (LOCAL: one)
 
     # -- one step ------------------------------------------------------------------------
     def rollout_settings(self, step: int, micro: int) -> RolloutSettings:
@@ -96,8 +100,8 @@ class GRPOTrainer:
             requests = [RolloutRequest(scenario=s, group_id=base + i, rollout_index=j)
                         for i, s in enumerate(batch) for j in range(cfg.num_generations)]
             scenarios += batch
-            trajectories += run_rollouts(self.policy, requests, self.env_factory,
-                                         self.rollout_settings(step, micro))
+            trajectories += sharded_rollouts(self.policy, requests, self.env_factory,
+                                             self.rollout_settings(step, micro), self.ctx)
         return trajectories, scenarios
 
     def train_step(self, step: int) -> StepOutcome:
@@ -117,8 +121,8 @@ class GRPOTrainer:
         log.phase(3, "MICRO-BATCHING")
         log.phase(4, "BACKPROPAGATION & OPTIMIZATION")
         t1 = time.time()
-        upd = policy_update(self.policy.model, self.optimizer, self.scheduler, trajectories,
-                            self.update_settings(), pad_id=self.policy.tokenizer.pad_token_id)
+        upd = policy_update(self.policy.model, self.optimizer, self.scheduler, local_groups(trajectories, self.ctx),
+                            self.update_settings(), pad_id=self.policy.tokenizer.pad_token_id, sync=self.sync)
         training_time = time.time() - t1
         self.state.skipped_steps += int(upd.skipped)
         log.backprop(upd)
@@ -132,7 +136,8 @@ class GRPOTrainer:
         log.group_summary(metrics)
         log.step_summary(metrics, cfg.max_steps)
         self.sinks.log_train(metrics)
-        save_jsonl(trajectories, self.output_dir / "trajectories" / f"step_{step:04d}.jsonl")
+        if self.ctx.is_main:
+            save_jsonl(trajectories, self.output_dir / "trajectories" / f"step_{step:04d}.jsonl")
         return StepOutcome(metrics=metrics, trajectories=trajectories)
 
     def update_settings(self) -> UpdateSettings:
@@ -146,7 +151,7 @@ class GRPOTrainer:
     # -- evaluation and stopping ----------------------------------------------------------
     def run_eval(self, step: int) -> EvalResult:
         result = evaluate(self.policy, self.val_scenarios, self.env_factory, self.cfg, step,
-                          self.state.baseline, self.output_dir)
+                          self.state.baseline, self.output_dir, ctx=self.ctx)
         self.state.last_eval_step = step
         self.console.eval_report(result.stats, result.path)
         self.sinks.log_eval(result.stats, step)

@@ -23,7 +23,7 @@ MAY_CHANGE_ON_RESUME = frozenset({
     "output_dir", "verbose", "eval_steps", "save_steps", "keep_checkpoints", "patience",
     "target_accuracy", "wandb_project", "wandb_entity", "wandb_name", "wandb_mode",
     "check_template", "sft_eval", "sft_cache_dir", "judge_api_key_env", "rollout_batch_size",
-    "token_budget", "share_prefix", "gradient_checkpointing",
+    "token_budget", "share_prefix", "gradient_checkpointing", "dist_timeout",
 })
 
 
