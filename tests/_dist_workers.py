@@ -13,12 +13,13 @@ from inboxrl.grpo.grad_sync import GradSync
 from inboxrl.grpo.update import UpdateSettings, policy_update
 from inboxrl.parallel import LOCAL, init_from_env, shard_range, shutdown
 
-CASES = ("token_mean", "seq_mean", "constant", "token_mean_idle_rank")
+CASES = ("token_mean", "seq_mean", "constant", "token_mean_idle_rank", "seq_mean_kl_idle_rank")
 
 
 def case_trajectories(case: str) -> list:
     """Groups 0-1 short, groups 2-3 long (rank 1's share of 2 ranks has ~8x the tokens); the
-    ``idle_rank`` case has 3 groups and the last one (rank 1's only group) filtered out."""
+    ``idle_rank`` cases have 3 groups and the last one (rank 1's only group) filtered out; ``kl``
+    adds the KL term (beta > 0, a reference model) and two iterations."""
     trajs = []
     groups = 3 if case.endswith("idle_rank") else 4
     for g in range(groups):
@@ -44,9 +45,12 @@ def run_case(case: str, sync: GradSync) -> dict:
     model = tiny_model(5)
     before = copy.deepcopy(model.state_dict())
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
-    agg = case.removesuffix("_idle_rank")
-    settings = UpdateSettings(aggregation=agg, token_budget=96, max_grad_norm=0.5, constant_norm=32)
-    stats = policy_update(model, opt, None, trajs, settings, pad_id=0, sync=sync)
+    agg = case.removesuffix("_idle_rank").removesuffix("_kl")
+    kl = "_kl" in case
+    settings = UpdateSettings(aggregation=agg, token_budget=96, max_grad_norm=0.5, constant_norm=32,
+                              beta=0.1 if kl else 0.0, num_iterations=2 if kl else 1)
+    ref = tiny_model(6) if kl else None
+    stats = policy_update(model, opt, None, trajs, settings, pad_id=0, ref_model=ref, sync=sync)
     return {"stats": stats.__dict__, "before": before, "after": model.state_dict()}
 
 

@@ -6,6 +6,7 @@
   ``inboxrl train`` in each rank with the VARIANT's settings (the golden run's, same parity
   reward), output dir OUT, and the extra settings given; ``DP_FAIL_RANK=r`` (environment) makes
   rank ``r``'s first finished rollout raise, to test that a failing rank ends the job;
+  ``DP_RESUME_FROM=checkpoint`` resumes from that checkpoint (``--resume-from``);
 * ``python tests/_dp_run.py collect OUT`` writes ``OUT/outputs.json`` as the golden run does.
 """
 from __future__ import annotations
@@ -40,8 +41,8 @@ def train(work: Path, variant: str, out: Path, extra: list[str]) -> int:
         fail_on_rank(int(os.environ["DP_FAIL_RANK"]))
     from inboxrl.cli import main as cli_main
 
-    args = ["train", "--resume"] if env.get("DP_RESUME") == "1" else ["train"]
-    return cli_main(args)
+    resume_from = os.environ.get("DP_RESUME_FROM")
+    return cli_main(["train", "--resume-from", resume_from] if resume_from else ["train"])
 
 
 def main(argv: list[str]) -> int:

@@ -42,9 +42,14 @@ def two_rank(tmp_path_factory):
     return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
 
 
+@pytest.fixture(scope="module")
+def one_rank():
+    return one_rank_results()
+
+
 @pytest.mark.parametrize("case", CASES)
-def test_two_ranks_equal_one_rank(two_rank, case):
-    one = one_rank_results()[case]
+def test_two_ranks_equal_one_rank(two_rank, one_rank, case):
+    one = one_rank[case]
     for rank in two_rank:  # both replicas end identical to each other and to the 1-rank update
         two = rank[case]
         s1, s2 = one["stats"], two["stats"]
