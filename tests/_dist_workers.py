@@ -67,3 +67,23 @@ def update_worker(rank: int, world: int, port: int, out: str) -> None:
         torch.save(results, Path(out) / f"rank{rank}.pt")
     finally:
         shutdown(ctx)
+
+
+def timeout_worker(rank: int, world: int, port: int, out: str) -> None:
+    """Rank 1 never joins the collective (it sleeps, then leaves); rank 0's all-reduce must fail
+    after the group's timeout (2 s) instead of waiting for it."""
+    import json
+    import time
+
+    rank_env(rank, world, port)
+    ctx = init_from_env(timeout_s=2, allow_cuda=False)
+    if rank == 1:
+        time.sleep(6)
+        return
+    t0 = time.monotonic()
+    try:
+        ctx.all_reduce_sum([1.0])
+        error = None
+    except Exception as e:  # the timeout surfaces as a RuntimeError subclass (DistBackendError)
+        error = f"{type(e).__name__}: {e}"
+    (Path(out) / "timeout.json").write_text(json.dumps({"elapsed": time.monotonic() - t0, "error": error}))

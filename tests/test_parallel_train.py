@@ -141,11 +141,21 @@ def test_a_failing_rank_ends_the_job(work):
     assert not list((work / "failing").glob("checkpoints/checkpoint-*"))
 
 
-def test_train_grpo_under_torchrun(work, tmp_path):
-    """The README command: torchrun --nproc_per_node 2 train_grpo.py (tiny model, 1 step)."""
+def accelerate_launch(args: list[str]) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_port", str(free_port()), *args]
+    return subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=LIMIT_S, cwd=ROOT)
+
+
+@pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
+def test_train_grpo_on_two_ranks(work, tmp_path, launcher):
+    """The README commands: torchrun --nproc_per_node 2 train_grpo.py and accelerate launch
+    --multi_gpu --num_processes 2 train_grpo.py (tiny model, 1 step) train with 2 ranks."""
     settings = json.loads((work / "env.json").read_text())
     out = tmp_path / "run"
-    proc = torchrun([str(ROOT / "train_grpo.py"), "--mode", "masked", "--model-name", settings["MODEL_NAME"],
+    launch = torchrun if launcher == "torchrun" else accelerate_launch
+    proc = launch([str(ROOT / "train_grpo.py"), "--mode", "masked", "--model-name", settings["MODEL_NAME"],
                      "--db-path", settings["DB_PATH"], "--scenarios-path", settings["SCENARIOS_PATH"],
                      "--output-dir", str(out), "--max-steps", "1", "--eval-steps", "1",
                      "--per-device-train-batch-size", "3", "--num-generations", "2", "--max-turns", "1",
@@ -155,4 +165,5 @@ def test_train_grpo_under_torchrun(work, tmp_path):
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
     assert (out / "eval_logs" / "eval_step_0001.json").is_file()
     assert sorted(re.findall(r"^Group (\d+) \[", proc.stdout, re.M)) == ["0", "1", "2"]
-    assert (out / "best").is_dir() or (out / "checkpoints" / "checkpoint-0001").is_dir()
+    assert proc.stdout.count("Data parallel: 2 processes (cpu)") == 1
+    assert (out / "checkpoints" / "checkpoint-0001" / "rng_ranks.pt").is_file()

@@ -66,3 +66,14 @@ def test_two_ranks_equal_one_rank(two_rank, one_rank, case):
         assert moved > 1e-4  # the update did something
     assert all(torch.equal(two_rank[0][case]["after"][k], two_rank[1][case]["after"][k])
                for k in two_rank[0][case]["after"])
+
+
+def test_collective_with_an_absent_peer_times_out(tmp_path):
+    import json
+
+    from _dist_workers import timeout_worker
+
+    spawn(timeout_worker, 2, str(tmp_path))
+    got = json.loads((tmp_path / "timeout.json").read_text())
+    assert got["error"] is not None, "the all-reduce returned without its peer"
+    assert got["elapsed"] < 6  # failed on the 2 s timeout, before the peer left at 6 s
