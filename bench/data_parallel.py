@@ -17,8 +17,11 @@ run, and the all-reduce of a gradient as large as the model's trainable paramete
 iteration), divided by the N-process step time. Groups are never filtered here
 (``MIN_GROUP_STD=0``), so every step trains on every rollout.
 
-Run: ``python bench/data_parallel.py [--model default] [--nproc 2] [--threads 2] [--steps 3]
-[--groups 4 --group-size 4 --max-turns 2 --max-tokens 32]``.
+``--model tiny`` trains a tiny random Llama (written to a temporary directory; every rollout runs
+to its token budget, so the work per step is fixed) instead of the default SmolLM2-135M.
+
+Run: ``python bench/data_parallel.py [--model default|tiny|DIR] [--nproc 2] [--threads 2]
+[--steps 3] [--groups 4 --group-size 4 --max-turns 2 --max-tokens 32]``.
 """
 from __future__ import annotations
 
@@ -137,14 +140,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.nproc < 2:
         raise SystemExit("need --nproc >= 2 (on a GPU machine: at least 2 GPUs)")
     threads_each = max(args.threads // args.nproc, 1)
+    label = args.model
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        if args.model == "tiny":
+            from inboxrl.policy.tiny import make_tiny_model
+
+            model, tokenizer = make_tiny_model(seed=0)
+            model.save_pretrained(work / "tiny")
+            tokenizer.save_pretrained(work / "tiny")
+            args.model = str(work / "tiny")
         one = summary(launch(args, 1, args.threads, work / "one"))
         many = summary(launch(args, args.nproc, threads_each, work / "many"))
         comm = measure_comm(args, args.nproc, threads_each, work / "many", work)
     comm_s = comm["gather_s"] + comm["all_reduce_s"]
     where = "GPU" if torch.cuda.is_available() else "CPU"
-    print(f"model {args.model}, {args.groups} groups x {args.group_size} rollouts, {args.max_turns} turns x "
+    print(f"model {label}, {args.groups} groups x {args.group_size} rollouts, {args.max_turns} turns x "
           f"{args.max_tokens} tokens, {one['steps']} timed steps, {where}")
     print(f"{'':32s} {'steps/s':>8s} {'step s':>8s} {'rollout s':>10s} {'update s':>9s}")
     for name, r in ((f"1 process x {args.threads} threads", one),

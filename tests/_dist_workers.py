@@ -12,15 +12,19 @@ from inboxrl.grpo.advantages import assign_advantages
 from inboxrl.grpo.grad_sync import GradSync
 from inboxrl.grpo.update import UpdateSettings, policy_update
 from inboxrl.parallel import LOCAL, init_from_env, shard_range, shutdown
+from inboxrl.policy.hf import enable_activation_checkpointing
 
-CASES = ("token_mean", "seq_mean", "constant", "token_mean_idle_rank", "seq_mean_kl_idle_rank")
+CASES = ("token_mean", "seq_mean", "constant", "token_mean_idle_rank", "seq_mean_kl_idle_rank",
+         "token_mean_checkpointing")
 
 
 def case_trajectories(case: str) -> list:
     """Groups 0-1 short, groups 2-3 long (rank 1's share of 2 ranks has ~8x the tokens); the
     ``idle_rank`` cases have 3 groups and the last one (rank 1's only group) filtered out; ``kl``
-    adds the KL term (beta > 0, a reference model) and two iterations."""
+    adds the KL term (beta > 0, a reference model) and two iterations; ``checkpointing`` runs the
+    update under activation checkpointing."""
     trajs = []
+    case = case.removesuffix("_checkpointing")
     groups = 3 if case.endswith("idle_rank") else 4
     for g in range(groups):
         long = g >= 2
@@ -43,6 +47,9 @@ def run_case(case: str, sync: GradSync) -> dict:
     """One update of a tiny model (SGD, clipping on, small budget: several micro-batches)."""
     trajs = my_groups(case_trajectories(case), sync.ctx.rank, sync.ctx.world_size)
     model = tiny_model(5)
+    if case.endswith("_checkpointing"):
+        enable_activation_checkpointing(model)
+        case = case.removesuffix("_checkpointing")
     before = copy.deepcopy(model.state_dict())
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
     agg = case.removesuffix("_idle_rank").removesuffix("_kl")

@@ -117,6 +117,10 @@ def run_training(settings: Settings, resume: bool = False, resume_from: str | No
     for a dead peer fails after ``dist_timeout`` seconds)."""
     ctx = init_from_env(timeout_s=settings.loop.dist_timeout)
     quiet = None if ctx.is_main else Console(quiet=True)
+    if not ctx.is_main:  # other ranks print only errors: no weight-loading progress bars either
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     try:
         trainer = build_trainer(settings, ConsoleLog(verbose=settings.run.verbose, console=quiet), ctx)
         trainer.restore(resume, resume_from, fresh)
