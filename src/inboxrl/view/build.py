@@ -91,11 +91,13 @@ def _run_job(job: Job) -> tuple[Job, int, list[str]]:
 def make_jobs(run: RunFiles, sig_common: list[Any]) -> list[Job]:
     jobs = []
     steps = list(run.step_files)
+    cfg = run.config or {}
+    rule = {"mode": cfg.get("mode"), "min_group_std": cfg.get("min_group_std")} if cfg else None
     for i, step in enumerate(steps):
         prev_step, next_step = (steps[i - 1] if i else None), (steps[i + 1] if i + 1 < len(steps) else None)
         metrics = run.train.get(step)
-        sig = json.dumps([sig_common, _stat(run.step_files[step]), prev_step, next_step, metrics], default=str)
-        jobs.append(Job("step", step, sig, (run.step_files[step], metrics, prev_step, next_step)))
+        sig = json.dumps([sig_common, _stat(run.step_files[step]), prev_step, next_step, metrics, rule], default=str)
+        jobs.append(Job("step", step, sig, (run.step_files[step], metrics, prev_step, next_step, rule)))
     rewards, bstep, bids = baseline_of(run.evals, run.baseline, list(run.eval_traj_files))
     for step in run.evals:
         path = run.eval_traj_files.get(step)
