@@ -1,4 +1,4 @@
-"""The agent's system prompt, user message and worked few-shot example.
+"""The agent's system prompt, user message and worked few-shot example (docs/architecture.md).
 
 Two protocols:
 

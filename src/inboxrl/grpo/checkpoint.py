@@ -6,7 +6,8 @@ numpy, torch CPU and, when available, CUDA generator states) and ``trainer_state
 dict the trainer passes: step, data cursor, best metric, baseline, ...). It is written into a
 hidden temporary directory beside it, every file fsynced, then renamed into place, so a crash
 never leaves a half-written ``checkpoint-NNNN``. Only the last ``keep_last`` checkpoints are kept,
-never the one ``trainer_state["best_checkpoint"]`` names.
+never the one ``trainer_state["best_checkpoint"]`` names. A data-parallel run's checkpoint also
+holds ``rng_ranks.pt``: the RNG states of all its ranks (:func:`load_rank_rng`).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import torch
 PREFIX = "checkpoint-"
 BEST = "best"
 STATE_FILE = "trainer_state.json"
+RANK_RNG_FILE = "rng_ranks.pt"
 _NAME = re.compile(rf"^{PREFIX}(\d+)$")
 
 
@@ -66,6 +68,19 @@ def _rng_state() -> dict[str, Any]:
     return state
 
 
+def rng_state() -> dict[str, Any]:
+    """This process's RNG states (python, numpy, torch, CUDA), as ``rng.pt`` stores them."""
+    return _rng_state()
+
+
+def load_rank_rng(path: str | Path, rank: int) -> None:
+    """Restore rank ``rank``'s RNG states from a data-parallel checkpoint's ``rng_ranks.pt``."""
+    states = torch.load(Path(path) / RANK_RNG_FILE, weights_only=True)
+    if not 0 <= rank < len(states):
+        raise ValueError(f"{path}: RNG states of {len(states)} ranks, none for rank {rank}")
+    _set_rng_state(states[rank])
+
+
 def _set_rng_state(state: dict[str, Any]) -> None:
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
@@ -105,8 +120,11 @@ def _prune(output_dir: Path, keep_last: int, protect: str | None) -> None:
 
 
 def save_checkpoint(output_dir: str | Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler, trainer_state: dict[str, Any], keep_last: int = 3) -> Path:
+                    scheduler, trainer_state: dict[str, Any], keep_last: int = 3,
+                    rank_rng: list[dict[str, Any]] | None = None) -> Path:
     """Write ``checkpoint-{step:04d}`` atomically and prune to the last ``keep_last`` (>= 1).
+
+    ``rank_rng``: every rank's :func:`rng_state` (rank order) for a data-parallel run.
 
     ``trainer_state`` must be JSON-serialisable; ``step`` is stored in it. Returns the final path.
     """
@@ -122,6 +140,8 @@ def save_checkpoint(output_dir: str | Path, step: int, model: torch.nn.Module, o
         if scheduler is not None:
             torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         torch.save(_rng_state(), tmp / "rng.pt")
+        if rank_rng is not None:
+            torch.save(rank_rng, tmp / RANK_RNG_FILE)
         state = dict(trainer_state, step=step)
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=2, default=str) + "\n", encoding="utf-8")
         _install(tmp, final)

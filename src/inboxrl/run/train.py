@@ -5,13 +5,21 @@ checkpoint records) → policy, optimizer, schedule, sinks → :class:`~inboxrl.
 (restore, then ``fit``: baseline eval at step 0, steps with an eval every ``eval_steps`` and a
 checkpoint every ``save_steps``, a final eval). The best checkpoint (eval accuracy, ties by
 reward) goes to ``{output_dir}/best``; ``--resume`` continues from the latest checkpoint.
+
+Under ``torchrun`` (several processes, :mod:`inboxrl.parallel`) every rank runs this same code:
+rank 0 prepares the data and the warm start first (the others then find them built), each rank
+loads the policy on its own device, and only rank 0 prints (the other ranks' console is quiet)
+and writes (``config.json``, metrics, wandb; the loop writes the rest on rank 0 only).
 """
 from __future__ import annotations
 
 import random
+import sys
 from pathlib import Path
+from typing import Any, Callable, TypeVar
 
 import torch
+from rich.console import Console
 
 from inboxrl.email.scenarios import save_ids
 from inboxrl.grpo.optim import make_optimizer, make_scheduler
@@ -19,12 +27,39 @@ from inboxrl.grpo.state import TrainerState
 from inboxrl.grpo.trainer import GRPOTrainer, TrainerSettings
 from inboxrl.logs.console import ConsoleLog
 from inboxrl.logs.sinks import MetricsSinks
+from inboxrl.parallel import LOCAL, DistContext, init_from_env, shutdown
 from inboxrl.run import warm_start
 from inboxrl.run.data import RunData, resolve_data
 from inboxrl.run.env import make_env_factory, make_run_judge
 from inboxrl.run.model import load_policy
 from inboxrl.settings.sections import Settings
 from inboxrl.utils.atomic import atomic_write_json
+
+
+T = TypeVar("T")
+
+
+class NullSinks:
+    """The metrics sinks of ranks other than 0: rank 0 alone writes metrics.jsonl and wandb."""
+
+    def log_train(self, metrics: Any) -> None:
+        pass
+
+    def log_eval(self, stats: Any, step: int | None = None) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def main_first(ctx: DistContext, fn: Callable[[], T]) -> T:
+    """``fn()`` on rank 0, then on the other ranks (which find what rank 0 built: caches, models)."""
+    if ctx.is_main:
+        result = fn()
+        ctx.barrier()
+        return result
+    ctx.barrier()
+    return fn()
 
 
 def seed_everything(seed: int) -> None:
@@ -48,32 +83,53 @@ def trainer_settings(settings: Settings) -> TrainerSettings:
                            recorded=s.flat())
 
 
-def build_trainer(settings: Settings, console: ConsoleLog) -> GRPOTrainer:
+def build_trainer(settings: Settings, console: ConsoleLog, ctx: DistContext = LOCAL) -> GRPOTrainer:
     out = Path(settings.run.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(settings.run.seed)
-    data = resolve_data(settings.data, settings.run.seed)
+    data = main_first(ctx, lambda: resolve_data(settings.data, settings.run.seed))
     console.info(f"Data: {data.source}: {len(data.train)} train / {len(data.validation)} validation scenarios")
-    save_ids(out / "validation_ids.json", data.validation)
-    settings = with_warm_start(settings, data, console)
-    atomic_write_json(out / "config.json", settings.flat())
+    settings = main_first(ctx, lambda: with_warm_start(settings, data, console))
+    if ctx.is_main:
+        save_ids(out / "validation_ids.json", data.validation)
+        atomic_write_json(out / "config.json", settings.flat())
     model, optim, logging = settings.model, settings.optim, settings.logging
-    policy = load_policy(model)
+    policy = load_policy(model, device=ctx.device if ctx.distributed else None)
+    if ctx.distributed:
+        console.info(f"Data parallel: {ctx.world_size} processes ({ctx.device.type}); rank 0 writes the logs")
     console.info(f"Model: {model.init_from or model.model_name} ({policy.model.dtype}, "
                  f"{'LoRA r=%d' % model.lora_r if model.use_lora else 'full fine-tuning'})")
     optimizer = make_optimizer(policy.model, lr=optim.learning_rate, weight_decay=optim.weight_decay)
     scheduler = make_scheduler(optimizer, warmup_steps=optim.warmup_steps, total_steps=max(optim.max_steps, 1),
                                kind=optim.lr_scheduler)
-    sinks = MetricsSinks(out, wandb_project=logging.wandb_project, wandb_entity=logging.wandb_entity or None,
-                         wandb_name=logging.wandb_name or None, wandb_mode=logging.wandb_mode,
-                         config=settings.flat())
+    sinks = (MetricsSinks(out, wandb_project=logging.wandb_project, wandb_entity=logging.wandb_entity or None,
+                          wandb_name=logging.wandb_name or None, wandb_mode=logging.wandb_mode,
+                          config=settings.flat()) if ctx.is_main else NullSinks())
     env_factory = make_env_factory(data.db_path, make_run_judge(settings.judge, out), settings.rollout.max_turns)
     return GRPOTrainer(trainer_settings(settings), policy, data.train, data.validation, env_factory,
-                       optimizer, scheduler, console, sinks)
+                       optimizer, scheduler, console, sinks, ctx=ctx)
 
 
 def run_training(settings: Settings, resume: bool = False, resume_from: str | None = None,
                  fresh: bool = False) -> TrainerState:
-    trainer = build_trainer(settings, ConsoleLog(verbose=settings.run.verbose))
-    trainer.restore(resume, resume_from, fresh)
-    return trainer.fit()
+    """One run, in this process or (under torchrun) as one rank of several. A rank that fails
+    names itself on stderr and raises (torchrun then stops the other ranks; a rank left waiting
+    for a dead peer fails after ``dist_timeout`` seconds)."""
+    ctx = init_from_env(timeout_s=settings.loop.dist_timeout)
+    quiet = None if ctx.is_main else Console(quiet=True)
+    if not ctx.is_main:  # other ranks print only errors: no weight-loading progress bars either
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    try:
+        trainer = build_trainer(settings, ConsoleLog(verbose=settings.run.verbose, console=quiet), ctx)
+        trainer.restore(resume, resume_from, fresh)
+        state = trainer.fit()
+    except BaseException as e:
+        if ctx.distributed:
+            print(f"inboxrl: rank {ctx.rank} of {ctx.world_size} failed: {type(e).__name__}: {e}",
+                  file=sys.stderr, flush=True)
+        shutdown(ctx, clean=False)
+        raise
+    shutdown(ctx)
+    return state
