@@ -64,7 +64,7 @@ def launch(args: argparse.Namespace, nproc: int, threads: int, out: Path) -> lis
 
 
 def trainable_parameters(model: str, lora_r: int) -> int:
-    from inboxrl.policy.hf import LoraSpec, load_model
+    from inboxrl.policy.loading import load_model, LoraSpec
 
     m, _ = load_model(model, dtype="fp32", device="cpu", lora=LoraSpec(r=lora_r, alpha=2 * lora_r))
     return sum(p.numel() for p in m.parameters() if p.requires_grad)

@@ -12,7 +12,7 @@ from inboxrl.grpo.advantages import assign_advantages
 from inboxrl.grpo.grad_sync import GradSync
 from inboxrl.grpo.update import UpdateSettings, policy_update
 from inboxrl.parallel import LOCAL, init_from_env, shard_range, shutdown
-from inboxrl.policy.hf import enable_activation_checkpointing
+from inboxrl.policy.loading import enable_activation_checkpointing
 
 CASES = ("token_mean", "seq_mean", "constant", "token_mean_idle_rank", "seq_mean_kl_idle_rank",
          "token_mean_checkpointing")
