@@ -12,13 +12,15 @@ from inboxrl.grpo.state import TrainerState
 from inboxrl.grpo.trainer import GRPOTrainer
 from inboxrl.logs.console import ConsoleLog
 from inboxrl.logs.eval_stats import eval_statistics, load_baseline, save_eval, scenario_rewards
+from inboxrl.parallel import LOCAL
 from inboxrl.settings.sections import EvalConfig, LoopConfig
 
 
 def _trainer(tmp_path, result, run_baseline_eval: bool):
     settings = SimpleNamespace(eval=EvalConfig(), loop=LoopConfig(run_baseline_eval=run_baseline_eval))
     return SimpleNamespace(settings=settings, state=TrainerState(), output_dir=tmp_path,
-                           run_eval=lambda step: result, note_eval=lambda step, r: False, console=ConsoleLog())
+                           run_eval=lambda step: result, note_eval=lambda step, r: False, console=ConsoleLog(),
+                           ctx=LOCAL)
 
 
 def test_beat_rate_is_the_same_after_a_restart(tmp_path):
