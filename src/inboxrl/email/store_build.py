@@ -246,11 +246,12 @@ def build_store(db_path: str | Path, records: Iterable[tuple[Email, Sequence[str
                            "temp_store = MEMORY", "locking_mode = EXCLUSIVE"):
                 conn.execute(f"PRAGMA {pragma}")
             conn.executescript(SCHEMA_TABLES)
-            conn.execute("ATTACH DATABASE ? AS stage", (stage,))
-            conn.execute("PRAGMA stage.journal_mode = OFF")
-            conn.execute("CREATE TABLE stage.arrivals AS SELECT * FROM main.emails WHERE 0")
+            if options.order_by_date:
+                conn.execute("ATTACH DATABASE ? AS stage", (stage,))
+                conn.execute("PRAGMA stage.journal_mode = OFF")
+                conn.execute("CREATE TABLE stage.arrivals AS SELECT * FROM main.emails WHERE 0")
             conn.execute("BEGIN")
-            builder = StoreBuilder(conn, options, report, staged=True)
+            builder = StoreBuilder(conn, options, report, staged=options.order_by_date)
             for email, owners in tqdm(records, disable=not progress, unit=" emails",
                                       desc="build-db", mininterval=1.0):
                 builder.add(email, owners)
@@ -259,10 +260,12 @@ def build_store(db_path: str | Path, records: Iterable[tuple[Email, Sequence[str
                 report.source_skipped = dict(source.skipped)
             builder.finish()
             conn.execute("COMMIT")
-            conn.execute("DETACH DATABASE stage")
+            if options.order_by_date:
+                conn.execute("DETACH DATABASE stage")
         finally:
             conn.close()
-        os.unlink(stage)
+        if os.path.exists(stage):
+            os.unlink(stage)
         report.seconds = time.perf_counter() - start
         os.replace(tmp, target)
     except BaseException:
