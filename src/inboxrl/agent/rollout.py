@@ -18,9 +18,11 @@ fresh environment (``step``/``finish`` as :class:`inboxrl.email.env.EmailTaskEnv
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from inboxrl.agent.episode import rescore
 from inboxrl.agent.trajectory import Trajectory
 from inboxrl.email.types import Scenario
 
@@ -34,7 +36,9 @@ class RolloutSettings:
     temperature/top-p. ``check_template`` re-renders every finished trajectory and raises
     :class:`inboxrl.agent.chat.TemplateError` on a mismatch (tests; optional in runs).
     ``batch_size`` caps how many rollouts decode together (None: all; for API policies, the
-    number of concurrent requests, default 8).
+    number of concurrent requests, default 8). ``judge_budget_s`` bounds how long the call waits,
+    once every rollout is generated, for the verdicts a concurrent judge is still computing (None:
+    no limit); an answer left without one gets ``rubric.judge_error``.
     """
 
     max_turns: int = 4
@@ -47,6 +51,7 @@ class RolloutSettings:
     check_template: bool = False
     progress: bool = True
     batch_size: int | None = None
+    judge_budget_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.max_turns < 1 or self.max_new_tokens < 1 or self.max_context_tokens < 2:
@@ -103,13 +108,40 @@ def run_rollouts(policy: Any, requests: Sequence[RolloutRequest],
     if not requests:
         return []
     progress = _Progress(len(requests), settings.progress)
+    envs: list[Any] = []
+
+    def factory(scenario: Scenario) -> Any:
+        env = env_factory(scenario)
+        envs.append(env)  # list.append is atomic: API rollouts build envs on threads
+        return env
+
     try:
         if is_api_policy(policy):
             from inboxrl.agent.api_rollout import run_api_rollouts
 
-            return run_api_rollouts(policy, requests, env_factory, settings, progress)
-        from inboxrl.agent.hf_engine import HFEngine
+            trajectories = run_api_rollouts(policy, requests, factory, settings, progress)
+        else:
+            from inboxrl.agent.hf_engine import HFEngine
 
-        return HFEngine(policy, settings, progress).run(requests, env_factory)
+            trajectories = HFEngine(policy, settings, progress).run(requests, factory)
     finally:
         progress.close()
+    settle_verdicts(envs, trajectories, settings)
+    return trajectories
+
+
+def settle_verdicts(envs: Sequence[Any], trajectories: Sequence[Trajectory], settings: RolloutSettings) -> int:
+    """Wait for the verdicts of a concurrent judge (envs with ``settle(timeout)``), all within
+    ``settings.judge_budget_s``, and re-score the rollouts they belong to; returns how many."""
+    budget = settings.judge_budget_s
+    deadline = None if budget is None else time.monotonic() + budget
+    settled = set()
+    for env in envs:
+        settle = getattr(env, "settle", None)
+        left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+        if settle is not None and settle(left):
+            settled.add(id(env.rubric))
+    for t in trajectories:
+        if id(t.rubric) in settled:
+            rescore(t, settings.max_turns)
+    return len(settled)

@@ -2,7 +2,10 @@
 events (DESIGN.md §3, §5) and fills the :class:`~inboxrl.email.rubric.Rubric`.
 
 The environment never raises on model input: malformed calls, unknown tools, bad arguments,
-store failures and judge failures all become an error observation and rubric fields.
+store failures and judge failures all become an error observation and rubric fields. With a
+concurrent judge (:class:`inboxrl.email.judge_pool.ConcurrentJudge`) the final answer is
+recorded at once and its verdict requested in the background; :meth:`EmailTaskEnv.settle`
+records it when the rollouts are done.
 """
 from __future__ import annotations
 
@@ -11,7 +14,8 @@ from typing import Any
 
 from inboxrl.agent.trajectory import ToolCall
 from inboxrl.email import tools
-from inboxrl.email.judge import Judge, is_idk
+from inboxrl.email.judge import Judge, Verdict, is_idk
+from inboxrl.email.judge_pool import wait_for_verdict
 from inboxrl.email.rubric import (FORMAT_ERROR, FOUND_REFERENCE, INVALID_READ, READ_REFERENCE,
                                   REPEATED_SEARCH, ZERO_RESULTS, Rubric)
 from inboxrl.email.types import Scenario
@@ -41,6 +45,7 @@ class EmailTaskEnv:
         self.finish_reason: str | None = None
         self._references = {_bare(m) for m in scenario.message_ids}
         self._search_keys: set[tuple[Any, ...]] = set()
+        self.pending_verdict: Any = None  # a Future[Verdict] from a concurrent judge
 
     @property
     def out_of_turns(self) -> bool:
@@ -127,16 +132,33 @@ class EmailTaskEnv:
             self._end("idk")
             return StepResult(tools.render_status("answer recorded"), True)
         r.attempted_answer = True
-        try:
-            verdict = self.judge.judge(self.scenario.question, self.scenario.answer, args.answer)
-            if verdict.correct is None:
-                r.judge_error = verdict.error or "the judge returned no verdict"
-            else:
-                r.answer_correct = bool(verdict.correct)
-        except Exception as e:  # a judge failure is reported, never scored as the model's
-            r.judge_error = f"{type(e).__name__}: {e}"
+        submit = getattr(self.judge, "submit", None)
+        if submit is not None:  # a concurrent judge: the verdict is settled after the rollouts
+            self.pending_verdict = submit(self.scenario.question, self.scenario.answer, args.answer)
+        else:
+            try:
+                self.record_verdict(self.judge.judge(self.scenario.question, self.scenario.answer, args.answer))
+            except Exception as e:  # a judge failure is reported, never scored as the model's
+                self.record_verdict(Verdict(None, f"{type(e).__name__}: {e}"))
         self._end("answered")
         return StepResult(tools.render_status("answer recorded"), True)
+
+    # -- the verdict -------------------------------------------------------------------------
+    def record_verdict(self, verdict: Verdict) -> None:
+        """Fill ``answer_correct``, or ``judge_error`` when the judge gave no verdict."""
+        self.pending_verdict = None
+        if verdict.correct is None:
+            self.rubric.judge_error = verdict.error or "the judge returned no verdict"
+        else:
+            self.rubric.answer_correct = bool(verdict.correct)
+
+    def settle(self, timeout: float | None) -> bool:
+        """Wait at most ``timeout`` seconds (None: as long as it takes) for a verdict submitted to
+        a concurrent judge and record it; False when there was none to wait for."""
+        if self.pending_verdict is None:
+            return False
+        self.record_verdict(wait_for_verdict(self.judge, self.pending_verdict, timeout))
+        return True
 
     # -- the end -----------------------------------------------------------------------------
     def _end(self, reason: str) -> None:
