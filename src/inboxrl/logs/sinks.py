@@ -34,7 +34,7 @@ from inboxrl.logs.eval_stats import eval_to_wandb
 from inboxrl.logs.metrics import TrainingMetrics
 from inboxrl.utils.atomic import atomic_write_json, atomic_write_text
 from inboxrl.utils.dist import is_main_process
-from inboxrl.utils.faults import fault_point
+from inboxrl.utils.faults import armed, fault_point
 
 METRICS_FILE = "metrics.jsonl"
 EVAL_METRICS_FILE = "eval_metrics.jsonl"
@@ -112,10 +112,11 @@ class MetricsSinks:
     @staticmethod
     def _write(file: Any, row: dict[str, Any]) -> None:
         line = json.dumps(row, default=str) + "\n"
-        if os.environ.get("INBOXRL_FAULT") == "metrics.partial_line":  # fault drills only
+        if armed("metrics.partial_line"):  # fault drills only: a kill in the middle of a row
             file.write(line[: len(line) // 2])
             file.flush()
             fault_point("metrics.partial_line")
+            line = line[len(line) // 2:]
         file.write(line)
         file.flush()
         os.fsync(file.fileno())

@@ -30,6 +30,12 @@ POINTS = (
 )
 
 
+def armed(name: str) -> bool:
+    """True when ``$INBOXRL_FAULT`` names ``name`` (whatever its hit count)."""
+    wanted = os.environ.get(ENV)
+    return bool(wanted) and wanted.partition(":")[0] == name
+
+
 def fault_point(name: str) -> None:
     """SIGKILL this process if ``$INBOXRL_FAULT`` names ``name`` (and its hit count is reached)."""
     wanted = os.environ.get(ENV)
