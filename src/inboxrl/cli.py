@@ -55,7 +55,7 @@ def cmd_eval_reference(args: argparse.Namespace) -> int:
 
 def cmd_build_db(args: argparse.Namespace) -> int:
     from inboxrl.email.ingest import build_db
-    from inboxrl.email.store import BuildOptions
+    from inboxrl.email.build_report import BuildOptions
 
     options = BuildOptions(max_body_chars=args.max_body_chars, max_recipients=args.max_recipients)
     report, ingest_report = build_db(args.source, kind=args.kind, db_path=args.db, owner=args.owner,
