@@ -49,7 +49,7 @@ def test_from_rollouts_hand_computed():
     assert m.median_reward == pytest.approx(0.0)
     assert m.std_reward == pytest.approx(math.sqrt((0.76**2 + 1.24**2 + 2 * 0.24**2 + 0.96**2) / 5))
     assert m.accuracy == pytest.approx(2 / 5)  # judge error left out
-    assert m.judge_errors == 1 and m.judge_error_reason == "http 500"
+    assert m.judge_errors == 1 and m.extra["judge_error_reason"] == "http 500"
     assert (m.num_groups, m.groups_kept, m.groups_filtered) == (3, 2, 1)
     assert m.num_early_exit == 4 and m.num_rollouts == 6
     assert m.total_tokens == 600
@@ -74,7 +74,7 @@ def test_to_wandb_has_every_design_name_and_flat_roundtrip():
     flat = m.to_flat()
     assert flat["kl"] is None and flat["step"] == 3 and flat["custom"] == 2.0
     back = TrainingMetrics.from_flat({"kind": "train", **flat})
-    assert back.groups_kept == 2 and back.extra == {"custom": 2.0}
+    assert back.groups_kept == 2 and back.extra == {"custom": 2.0, "judge_error_reason": "http 500"}
 
 
 def test_group_views_order_and_kept():

@@ -229,7 +229,8 @@ def step_summary_text(m: TrainingMetrics, eta_seconds: float | None) -> Text:
         f"{m.trainable_tokens:,}, {pct:.1f}%) | {m.tokens_per_second:,.0f} tok/s",
     ]
     if m.judge_errors:
-        why = f" ({short(m.judge_error_reason, 120)})" if m.judge_error_reason else ""
+        reason = m.extra.get("judge_error_reason")
+        why = f" ({short(reason, 120)})" if reason else ""
         lines.append(f"  judge errors {m.judge_errors}/{m.num_rollouts} rollouts{why}: left out of "
                      "the rewards above, the advantages and the loss")
     return Text("\n".join(lines))

@@ -149,7 +149,6 @@ class TrainingMetrics:
     groups_filtered: int = 0
     num_early_exit: int = 0
     judge_errors: int = 0
-    judge_error_reason: str | None = None  # the first judge error of the step (its text)
     total_tokens: int = 0
     trainable_tokens: int = 0
     trainable_token_ratio: float = 0.0
@@ -187,11 +186,12 @@ class TrainingMetrics:
                 num_rollouts=len(trajectories), num_groups=len(groups), groups_kept=kept,
                 groups_filtered=len(groups) - kept,
                 num_early_exit=sum(1 for t in trajectories if t.finished_early),
-                judge_errors=len(trajectories) - len(judged),
-                judge_error_reason=next((t.rubric.judge_error for t in trajectories
-                                         if t.rubric.judge_error is not None), None), total_tokens=total,
+                judge_errors=len(trajectories) - len(judged), total_tokens=total,
                 trainable_tokens=trainable, trainable_token_ratio=trainable / total if total else 0.0)
         m.reward_moving_avg = moving_average.push(rs.mean) if moving_average else rs.mean
+        reason = next((t.rubric.judge_error for t in trajectories if t.rubric.judge_error is not None), None)
+        if reason is not None:  # the first judge error's text (a row key only on such steps)
+            m.extra["judge_error_reason"] = reason
         for k, v in values.items():
             if k not in cls.__dataclass_fields__:
                 raise TypeError(f"TrainingMetrics has no field {k!r}")
