@@ -1,4 +1,4 @@
-"""``inboxrl`` command line: train | sft | eval | eval-reference | build-db | make-data | report.
+"""``inboxrl`` command line: train | sft | eval | eval-reference | build-db | make-data | report | view.
 
 Every command stops with one readable ``error: ...`` line and exit status 2 on a bad setting,
 a missing database or an unreadable data file.
@@ -108,6 +108,20 @@ def _data_parsers(sub) -> None:
     p.set_defaults(func=cmd_report)
 
 
+def _view_parser(sub) -> None:
+    from inboxrl.view.cli import add_arguments
+
+    p = sub.add_parser("view", help="write an HTML run viewer into OUTPUT_DIR/view (steps, groups, turns, evals)")
+    add_arguments(p)
+    p.set_defaults(func=cmd_view)
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    from inboxrl.view.cli import main as view_main
+
+    return view_main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="inboxrl", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -127,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--agent-mode", default="read", choices=["read", "snippet"])
     p.set_defaults(func=cmd_eval_reference)
     _data_parsers(sub)
+    _view_parser(sub)
     return parser
 
 
