@@ -62,11 +62,12 @@ def assets(tmp_path_factory):
             "model": root / "tiny"}
 
 
-def _common(assets, out: Path) -> list[str]:
-    return ["--model-name", str(assets["model"]), "--db-path", str(assets["db"]),
-            "--scenarios-path", str(assets["scenarios"]), "--output-dir", str(out),
-            "--max-turns", "2", "--max-tokens", "8", "--max-context-tokens", "4096",
-            "--eval-dataset-size", "2", "--dtype", "fp32", "--wandb-mode", "disabled", "--seed", "1"]
+def _common(assets, out: Path, model: bool = True) -> list[str]:
+    """Data, rollout budget and seed flags (every settings verb), plus the model's (``model``)."""
+    flags = ["--db-path", str(assets["db"]), "--scenarios-path", str(assets["scenarios"]),
+             "--output-dir", str(out), "--max-turns", "2", "--max-tokens", "8", "--max-context-tokens", "4096",
+             "--eval-dataset-size", "2", "--seed", "1"]
+    return flags + (["--model-name", str(assets["model"]), "--dtype", "fp32"] if model else [])
 
 
 def _train_flags() -> list[str]:
@@ -136,7 +137,7 @@ def test_build_db_bad_source_exits_2(tmp_path):
 
 
 def test_eval_reference(assets, tmp_path):
-    out = inboxrl("eval-reference", *_common(assets, tmp_path / "ref")).stdout
+    out = inboxrl("eval-reference", *_common(assets, tmp_path / "ref", model=False)).stdout
     assert "2 validation scenarios" in out and "reference agent [read] on 2 scenarios" in out
 
 
@@ -149,7 +150,7 @@ def test_eval_tiny_model(assets, tmp_path):
 
 def test_train_then_report(assets, tmp_path):
     out_dir = tmp_path / "train"
-    inboxrl("train", *_common(assets, out_dir), *_train_flags())
+    inboxrl("train", *_common(assets, out_dir), *_train_flags(), "--wandb-mode", "disabled")
     rows = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
     assert any(r.get("step") == 1 for r in rows)
     assert (out_dir / "eval_logs" / "eval_step_0001.json").is_file()

@@ -17,11 +17,11 @@ import pytest
 import torch
 
 from inboxrl.agent.trajectory import load_jsonl
-from inboxrl.config import build_config
 from inboxrl.email.synth import make_data
 from inboxrl.logs.console import ConsoleLog
 from inboxrl.policy.hf import make_tiny_model
-from inboxrl.run.train import build_trainer, fit
+from inboxrl.run.train import build_trainer
+from inboxrl.settings.sources import build_settings
 
 from _view_util import parse, rollout_section
 
@@ -57,9 +57,9 @@ def tiny_run(tmp_path_factory):
                max_context_tokens=4096, eval_steps=2, save_steps=2, eval_dataset_size=2, train_dataset_size=6,
                dtype="fp32", learning_rate=5e-3, warmup_steps=0, wandb_mode="disabled", seed=7)
     torch.set_num_threads(1)
-    trainer = build_trainer(build_config({k: str(v) for k, v in cli.items()}, env={}), ConsoleLog(verbose=False))
+    trainer = build_trainer(build_settings(cli={k: str(v) for k, v in cli.items()}, env={}), ConsoleLog(verbose=False))
     parity_reward(trainer)
-    fit(trainer)
+    trainer.fit()
     proc = subprocess.run(CLI + ["view", str(out)], capture_output=True, text=True, timeout=300,
                           env=dict(os.environ))
     assert proc.returncode == 0, proc.stderr
