@@ -7,7 +7,7 @@ other rollouts while up to ``workers`` verdicts are requested concurrently.
 Once the rollouts are generated, the rollout function asks each environment to ``settle`` its
 verdict (:func:`wait_for_verdict`), all of them within the step's judge budget; an answer whose verdict did not come in time,
 or whose judge failed (after its own timeout and retries), gets ``rubric.judge_error`` and is
-left out of rewards statistics, advantages and the loss (docs/architecture.md, "Judge failures").
+left out of rewards statistics, advantages and the loss (docs/robustness.md).
 """
 from __future__ import annotations
 

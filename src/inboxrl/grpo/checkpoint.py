@@ -6,7 +6,7 @@ numpy, torch CPU and, when available, CUDA generator states), ``trainer_state.js
 dict the trainer passes: step, data cursor, best metric, baseline, ...) and, written last,
 ``manifest.json`` (every other file with its size).
 
-Crash safety (docs/architecture.md, "Crash safety"):
+Crash safety (docs/robustness.md):
 
 * a checkpoint is written into a hidden ``.checkpoint-NNNN.tmp-*`` directory, every file fsynced,
   the manifest last, then renamed into place; replacing an existing one moves it aside to
