@@ -131,18 +131,19 @@ def _scenarios(n):
                      inbox_address="u@x", query_date="2001-05-01") for i in range(n)]
 
 
-def _rollouts(policy, scenarios, judge, budget, group=2):
+def _rollouts(policy, scenarios, judge, group=2):
     requests = [RolloutRequest(s, g, j) for g, s in enumerate(scenarios) for j in range(group)]
     settings = RolloutSettings(max_turns=2, max_new_tokens=48, greedy=True, progress=False,
-                               max_context_tokens=4000, judge_budget_s=budget)
-    return run_rollouts(policy, requests, lambda s: EmailTaskEnv(None, s, judge, 2), settings)
+                               max_context_tokens=4000)
+    return run_rollouts(policy, requests, lambda s: EmailTaskEnv(None, s, judge, 2, defer_verdict=True), settings)
 
 
 def test_verdicts_are_requested_concurrently_while_decoding(serve, one_thread):
     scenarios = _scenarios(2)
     server = serve(lambda q: ("reply", "yes" if "number 0" in q else "no"), gather=4)
-    judge = ConcurrentJudge(LLMJudge(server.url, "m", api_key_env="", timeout=20, retries=0), workers=4)
-    trajs = _rollouts(_answering_policy(scenarios, ["K07", "K17"]), scenarios, judge, budget=60)
+    judge = ConcurrentJudge(LLMJudge(server.url, "m", api_key_env="", timeout=20, retries=0), workers=4,
+                            budget_s=60)
+    trajs = _rollouts(_answering_policy(scenarios, ["K07", "K17"]), scenarios, judge)
     judge.close()
     assert server.max_in_flight == 4  # all four answers were being judged at the same time
     assert [t.rubric.answer_correct for t in trajs] == [True, True, False, False]
@@ -153,16 +154,27 @@ def test_verdicts_are_requested_concurrently_while_decoding(serve, one_thread):
 def test_a_hung_judge_costs_the_step_its_budget_and_the_step_goes_on(serve, one_thread):
     scenarios = _scenarios(2)
     server = serve(lambda q: ("reply", "yes") if "number 0" in q else ("hang", 60))
-    judge = ConcurrentJudge(LLMJudge(server.url, "m", api_key_env="", timeout=60, retries=2), workers=4)
-    trajs = _rollouts(_answering_policy(scenarios, ["K07", "K17"]), scenarios, judge, budget=1.0)
+    judge = ConcurrentJudge(LLMJudge(server.url, "m", api_key_env="", timeout=60, retries=2), workers=4,
+                            budget_s=1.0)
+    trajs = _rollouts(_answering_policy(scenarios, ["K07", "K17"]), scenarios, judge)
     judge.close()
     assert [t.rubric.judge_error for t in trajs[:2]] == [None, None] and trajs[0].rubric.answer_correct
     late = trajs[2:]  # the hung answers: cut by the budget, not by their 60 s timeout
-    assert all(t.rubric.judge_error == "no verdict within the step's judge budget" for t in late)
+    assert all(t.rubric.judge_error == "no verdict within the step's judge budget (1 s)" for t in late)
     assert all(t.reward == 0.0 for t in late)  # the neutral placeholder
     stats = assign_advantages(trajs, mode="rollout", min_group_std=0.0)
     assert stats.rollouts_judge_error == 2 and not any(t.kept for t in late)
     m = TrainingMetrics.from_rollouts(1, trajs)
     assert m.judge_errors == 2 and m.avg_reward == pytest.approx(1.05)
     line = str(step_summary_text(m, None))
-    assert "judge errors 2/4 rollouts (no verdict within the step's judge budget)" in line
+    assert "judge errors 2/4 rollouts (no verdict within the step's judge budget (1 s))" in line
+
+
+def test_without_deferral_the_env_asks_a_concurrent_judge_at_once(serve):
+    """Scripted episodes (reference agent, demonstrations) step the env by hand: no settling."""
+    server = serve(lambda q: ("reply", "yes"))
+    judge = ConcurrentJudge(LLMJudge(server.url, "m", api_key_env="", timeout=5, retries=0))
+    env = EmailTaskEnv(None, _scenarios(1)[0], judge, 2)
+    result = env.step(ToolCall("return_final_answer", {"answer": "K07", "sources": []}))
+    judge.close()
+    assert result.done and env.pending_verdict is None and env.rubric.answer_correct

@@ -37,9 +37,7 @@ class RolloutSettings:
     temperature/top-p. ``check_template`` re-renders every finished trajectory and raises
     :class:`inboxrl.agent.chat.TemplateError` on a mismatch (tests; optional in runs).
     ``batch_size`` caps how many rollouts decode together (None: all; for API policies, the
-    number of concurrent requests, default 8). ``judge_budget_s`` bounds how long the call waits,
-    once every rollout is generated, for the verdicts a concurrent judge is still computing (None:
-    no limit); an answer left without one gets ``rubric.judge_error``.
+    number of concurrent requests, default 8).
     """
 
     max_turns: int = 4
@@ -52,7 +50,6 @@ class RolloutSettings:
     check_template: bool = False
     progress: bool = True
     batch_size: int | None = None
-    judge_budget_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.max_turns < 1 or self.max_new_tokens < 1 or self.max_context_tokens < 2:
@@ -137,22 +134,21 @@ def run_rollouts(policy: Any, requests: Sequence[RolloutRequest],
             trajectories = HFEngine(policy, settings, progress).run(requests, factory)
     finally:
         progress.close()
-    settle_verdicts(envs, trajectories, settings)
+    settle_verdicts(envs, trajectories, settings.max_turns)
     return trajectories
 
 
-def settle_verdicts(envs: Sequence[Any], trajectories: Sequence[Trajectory], settings: RolloutSettings) -> int:
-    """Wait for the verdicts of a concurrent judge (envs with ``settle(timeout)``), all within
-    ``settings.judge_budget_s``, and re-score the rollouts they belong to; returns how many."""
-    budget = settings.judge_budget_s
-    deadline = None if budget is None else time.monotonic() + budget
+def settle_verdicts(envs: Sequence[Any], trajectories: Sequence[Trajectory], max_turns: int) -> int:
+    """Once every rollout is generated, collect the verdicts a concurrent judge is still computing
+    (envs with ``settle(since)``: each waits at most what is left of its judge's step budget
+    counted from ``since``) and re-score the rollouts they belong to; returns how many."""
+    since = time.monotonic()
     settled = set()
     for env in envs:
         settle = getattr(env, "settle", None)
-        left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-        if settle is not None and settle(left):
+        if settle is not None and settle(since):
             settled.add(id(env.rubric))
     for t in trajectories:
         if id(t.rubric) in settled:
-            rescore(t, settings.max_turns)
+            rescore(t, max_turns)
     return len(settled)

@@ -3,9 +3,10 @@ events (DESIGN.md §3, §5) and fills the :class:`~inboxrl.email.rubric.Rubric`.
 
 The environment never raises on model input: malformed calls, unknown tools, bad arguments,
 store failures and judge failures all become an error observation and rubric fields. With a
-concurrent judge (:class:`inboxrl.email.judge_pool.ConcurrentJudge`) the final answer is
-recorded at once and its verdict requested in the background; :meth:`EmailTaskEnv.settle`
-records it when the rollouts are done.
+concurrent judge (:class:`inboxrl.email.judge_pool.ConcurrentJudge`) and ``defer_verdict``
+the final answer is recorded at once and its verdict requested in the background;
+:meth:`EmailTaskEnv.settle` records it when the rollouts are done (the rollout function calls
+it). Without ``defer_verdict`` the judge is asked at once.
 """
 from __future__ import annotations
 
@@ -37,8 +38,10 @@ class EmailTaskEnv:
     """One episode of one scenario. ``store`` needs ``search(inbox, keywords, ...)`` and
     ``read(inbox, message_id)`` (:class:`inboxrl.email.store.EmailStore`)."""
 
-    def __init__(self, store: Any, scenario: Scenario, judge: Judge, max_turns: int):
+    def __init__(self, store: Any, scenario: Scenario, judge: Judge, max_turns: int, defer_verdict: bool = False):
         self.store, self.scenario, self.judge, self.max_turns = store, scenario, judge, max_turns
+        # with a concurrent judge: submit the verdict and let the rollout function settle it
+        self.defer_verdict = defer_verdict and callable(getattr(judge, "submit", None))
         self.rubric = Rubric()
         self.done = False
         self.finish_reason: str | None = None
@@ -131,9 +134,8 @@ class EmailTaskEnv:
             self._end("idk")
             return StepResult(tools.render_status("answer recorded"), True)
         r.attempted_answer = True
-        submit = getattr(self.judge, "submit", None)
-        if submit is not None:  # a concurrent judge: the verdict is settled after the rollouts
-            self.pending_verdict = submit(self.scenario.question, self.scenario.answer, args.answer)
+        if self.defer_verdict:  # a concurrent judge: the verdict is settled after the rollouts
+            self.pending_verdict = self.judge.submit(self.scenario.question, self.scenario.answer, args.answer)
         else:
             try:
                 self.record_verdict(self.judge.judge(self.scenario.question, self.scenario.answer, args.answer))
@@ -151,12 +153,13 @@ class EmailTaskEnv:
         else:
             self.rubric.answer_correct = bool(verdict.correct)
 
-    def settle(self, timeout: float | None) -> bool:
-        """Wait at most ``timeout`` seconds (None: as long as it takes) for a verdict submitted to
-        a concurrent judge and record it; False when there was none to wait for."""
+    def settle(self, since: float) -> bool:
+        """Record the verdict submitted to a concurrent judge, waiting at most what is left of the
+        judge's step budget counted from ``since`` (``time.monotonic()`` when the step's rollouts
+        were done); False when there was none to wait for."""
         if self.pending_verdict is None:
             return False
-        self.record_verdict(wait_for_verdict(self.judge, self.pending_verdict, timeout))
+        self.record_verdict(wait_for_verdict(self.judge, self.pending_verdict, since))
         return True
 
     # -- the end -----------------------------------------------------------------------------

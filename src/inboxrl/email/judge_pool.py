@@ -5,13 +5,14 @@ step's wait for its verdicts, bounded by a budget.
 environment records a final answer without waiting and the batched decoder goes on with the
 other rollouts while up to ``workers`` verdicts are requested concurrently.
 Once the rollouts are generated, the rollout function asks each environment to ``settle`` its
-verdict (:func:`wait_for_verdict`), all of them within the step's judge budget; an answer whose verdict did not come in time,
+verdict (:func:`wait_for_verdict`), all of them within ``budget_s`` seconds from then; an answer whose verdict did not come in time,
 or whose judge failed (after its own timeout and retries), gets ``rubric.judge_error`` and is
 left out of rewards statistics, advantages and the loss (docs/robustness.md).
 """
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
@@ -20,13 +21,17 @@ from inboxrl.email.judge import Judge, Verdict
 
 
 class ConcurrentJudge:
-    """A judge whose calls run on a pool of ``workers`` threads (``judge`` still blocks)."""
+    """A judge whose calls run on a pool of ``workers`` threads (``judge`` still blocks); a step
+    waits at most ``budget_s`` seconds (None: no limit) for its verdicts once its rollouts are done."""
 
-    def __init__(self, judge: Judge, workers: int = 8):
+    def __init__(self, judge: Judge, workers: int = 8, budget_s: float | None = None):
         if workers < 1:
             raise ValueError("workers must be >= 1")
+        if budget_s is not None and not budget_s > 0:
+            raise ValueError("budget_s must be > 0 or None")
         self.inner = judge
         self.workers = workers
+        self.budget_s = budget_s  # how long a step waits for its verdicts once its rollouts are done
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._stops: dict[Future, threading.Event] = {}
@@ -75,12 +80,14 @@ class ConcurrentJudge:
                 self._pool = None
 
 
-def wait_for_verdict(judge: Any, future: Future, timeout: float | None) -> Verdict:
-    """The verdict of ``future``, or a judge error when it is not there within ``timeout`` s
-    (the future is then abandoned)."""
+def wait_for_verdict(judge: Any, future: Future, since: float) -> Verdict:
+    """The verdict of ``future``, or a judge error when it is not there by ``since`` (a
+    ``time.monotonic()`` value) + the judge's ``budget_s`` (the future is then abandoned)."""
+    budget = getattr(judge, "budget_s", None)
+    timeout = None if budget is None else max(since + budget - time.monotonic(), 0.0)
     try:
         return future.result(timeout=timeout)
     except FutureTimeout:
         if hasattr(judge, "abandon"):
             judge.abandon(future)
-        return Verdict(None, "no verdict within the step's judge budget")
+        return Verdict(None, f"no verdict within the step's judge budget ({budget:g} s)")

@@ -34,6 +34,7 @@ from inboxrl.agent.rollout import RolloutRequest, RolloutSettings, run_rollouts
 from inboxrl.agent.trajectory import Trajectory, save_jsonl
 from inboxrl.grpo import checkpoint as ckpt
 from inboxrl.grpo.advantages import assign_advantages
+from inboxrl.grpo.checkpoint_store import CheckpointStore
 from inboxrl.grpo.evaluation import EvalResult, eval_settings, evaluate
 from inboxrl.grpo.sampler import ScenarioSampler
 from inboxrl.grpo.state import TrainerState
@@ -45,6 +46,7 @@ from inboxrl.settings.resume import SETTINGS_KEY, check_resume_settings
 from inboxrl.settings.sections import (EvalConfig, GRPOConfig, LoopConfig, OptimConfig, RolloutConfig,
                                        UpdateConfig)
 from inboxrl.utils.atomic import atomic_write_json
+from inboxrl.utils.faults import fault_point
 
 
 @dataclass(frozen=True)
@@ -74,23 +76,31 @@ class GRPOTrainer:
     """The training loop: restore, baseline, steps with evals and checkpoints, stopping, final eval."""
 
     def __init__(self, settings: TrainerSettings, policy, train_scenarios, val_scenarios, env_factory: Callable,
-                 optimizer, scheduler, console, sinks) -> None:
+                 optimizer, scheduler, console, sinks_factory: Callable[..., Any], store: CheckpointStore) -> None:
         self.settings, self.policy, self.env_factory = settings, policy, env_factory
         self.val_scenarios = val_scenarios
         self.optimizer, self.scheduler = optimizer, scheduler
-        self.console, self.sinks = console, sinks
+        self.console, self.sinks_factory, self.store = console, sinks_factory, store
+        self.sinks: Any = None  # opened by start(), rewound to the step the run starts from
         self.output_dir = Path(settings.output_dir)
-        self.checkpoints = self.output_dir / "checkpoints"
+        self.checkpoints = store.root
         self.state = TrainerState()
         self.sampler = ScenarioSampler(train_scenarios, seed=settings.seed)
 
     # -- resume ----------------------------------------------------------------------------
     def restore(self, resume: bool, resume_from: str | None, fresh: bool) -> None:
         """Load the latest (``resume``) or a given (``resume_from``) checkpoint; the run's settings
-        must be the checkpoint's (``ConfigError`` listing the differences otherwise)."""
-        if fresh or not (resume or resume_from):
-            return
-        path = Path(resume_from) if resume_from else ckpt.latest_checkpoint(self.checkpoints)
+        must be the checkpoint's (``ConfigError`` listing the differences otherwise). Then
+        :meth:`start` the outputs from that step."""
+        try:
+            if not fresh and (resume or resume_from):
+                self._load(Path(resume_from) if resume_from else self.store.latest())
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _load(self, path: Path | None) -> None:
         if path is None:
             self.console.info("No checkpoint to resume from: starting fresh")
             return
@@ -101,6 +111,27 @@ class GRPOTrainer:
         self.state = TrainerState.from_dict(state)
         self.sampler.cursor = self.state.cursor
         self.console.info(f"Resumed from {path} at step {self.state.step}")
+        note = self.store.ensure_best(state, self._save_tokenizer)
+        if note:
+            self.console.info(f"Best model: {note}")
+
+    def start(self) -> None:
+        """Make the outputs what the starting state (fresh: step 0) had written: later trajectory
+        and eval files deleted, metric files rewound (docs/robustness.md), then open the sinks."""
+        if self.sinks is not None:
+            return
+        s = self.state
+        removed = self.store.rewind_outputs(s.step, s.last_eval_step)
+        if removed:
+            self.console.info(f"Removed {len(removed)} files of steps after {s.step}: {', '.join(removed[:4])}"
+                              + (", ..." if len(removed) > 4 else ""))
+        self.sinks = self.sinks_factory(start_step=s.step, last_eval_step=s.last_eval_step)
+
+    def close(self) -> None:
+        """Close the sinks and release the output directory's lock (idempotent)."""
+        if self.sinks is not None:
+            self.sinks.close()
+        self.store.close()
 
     # -- the loop --------------------------------------------------------------------------
     def fit(self, until_step: int | None = None) -> TrainerState:
@@ -109,6 +140,13 @@ class GRPOTrainer:
         ``until_step`` stops after that step as an interrupted run would (tests of resume use it);
         the schedule still spans ``max_steps``.
         """
+        try:
+            return self._fit(until_step)
+        finally:
+            self.close()
+
+    def _fit(self, until_step: int | None) -> TrainerState:
+        self.start()
         loop, s = self.settings.loop, self.state
         self.baseline_eval()
         last = min(self.settings.optim.max_steps, until_step or self.settings.optim.max_steps)
@@ -124,13 +162,15 @@ class GRPOTrainer:
             if reason:
                 self.console.info(f"Stopping early at step {step}: {reason}")
                 break
+        fault_point("run.before_final")
         if s.step >= 1 and s.last_eval_step != s.step:
             if self.note_eval(s.step, self.run_eval(s.step)):
                 self.save(s.step, True)
         self.console.info(f"Best eval accuracy {max(s.best_accuracy, 0):.3f} at step {s.best_step}; "
                           f"outputs in {self.output_dir}")
         self.sinks.close()
-        atomic_write_json(self.output_dir / "trainer_state.json", s.to_dict())
+        if self.store.main:
+            atomic_write_json(self.output_dir / "trainer_state.json", s.to_dict())
         return s
 
     # -- one step: rollout, advantages, update, logs ----------------------------------------
@@ -167,7 +207,9 @@ class GRPOTrainer:
         log.group_summary(metrics)
         log.step_summary(metrics, max_steps)
         self.sinks.log_train(metrics)
-        save_jsonl(trajectories, self.output_dir / "trajectories" / f"step_{step:04d}.jsonl")
+        fault_point("metrics.after_train")
+        if self.store.main:
+            save_jsonl(trajectories, self.output_dir / "trajectories" / f"step_{step:04d}.jsonl")
         return StepOutcome(metrics=metrics, trajectories=trajectories)
 
     def collect(self, step: int) -> tuple[list[Trajectory], list]:
@@ -221,6 +263,7 @@ class GRPOTrainer:
         self.state.last_eval_step = step
         self.console.eval_report(result.stats, result.path)
         self.sinks.log_eval(result.stats, step)
+        fault_point("eval.after_row")
         return result
 
     def note_eval(self, step: int, result: EvalResult) -> bool:
@@ -244,12 +287,15 @@ class GRPOTrainer:
 
     # -- checkpoints ------------------------------------------------------------------------
     def save(self, step: int, best: bool) -> None:
-        """Checkpoint ``step`` (with the run's settings); a new best also goes to ``{output_dir}/best``."""
+        """Checkpoint ``step`` (with the run's settings); a new best also goes to ``{output_dir}/best``
+        (its checkpoint, which already names it, is written first: docs/robustness.md)."""
         s = self.state
         s.step, s.cursor = step, self.sampler.cursor
-        state = dict(s.to_dict(), **{SETTINGS_KEY: dict(self.settings.recorded)})
-        path = ckpt.save_checkpoint(self.checkpoints, step, self.policy.model, self.optimizer, self.scheduler,
-                                    state, keep_last=self.settings.loop.keep_checkpoints)
         if best:
-            s.best_checkpoint = str(ckpt.save_best(self.output_dir, path))
-            self.policy.tokenizer.save_pretrained(s.best_checkpoint)
+            s.best_checkpoint = str(self.output_dir / ckpt.BEST)
+        state = dict(s.to_dict(), **{SETTINGS_KEY: dict(self.settings.recorded)})
+        self.store.save(step, self.policy.model, self.optimizer, self.scheduler, state, best=best,
+                        best_extra=self._save_tokenizer)
+
+    def _save_tokenizer(self, directory: Path) -> None:
+        self.policy.tokenizer.save_pretrained(str(directory))

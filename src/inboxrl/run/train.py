@@ -8,12 +8,14 @@ reward) goes to ``{output_dir}/best``; ``--resume`` continues from the latest ch
 """
 from __future__ import annotations
 
+import functools
 import random
 from pathlib import Path
 
 import torch
 
 from inboxrl.email.scenarios import save_ids
+from inboxrl.grpo.checkpoint_store import CheckpointStore
 from inboxrl.grpo.optim import make_optimizer, make_scheduler
 from inboxrl.grpo.state import TrainerState
 from inboxrl.grpo.trainer import GRPOTrainer, TrainerSettings
@@ -24,7 +26,9 @@ from inboxrl.run.data import RunData, resolve_data
 from inboxrl.run.env import make_env_factory, make_run_judge
 from inboxrl.run.model import load_policy
 from inboxrl.settings.sections import Settings
+from inboxrl.settings.base import ConfigError
 from inboxrl.utils.atomic import atomic_write_json
+from inboxrl.utils.run_lock import RunLockedError
 
 
 def seed_everything(seed: int) -> None:
@@ -48,9 +52,33 @@ def trainer_settings(settings: Settings) -> TrainerSettings:
                            recorded=s.flat())
 
 
+def open_store(settings: Settings, console: ConsoleLog) -> CheckpointStore:
+    """Take ``output_dir``'s lock (``ConfigError`` when another run holds it) and clean what a
+    killed run left there (docs/robustness.md)."""
+    store = CheckpointStore(settings.run.output_dir, keep_last=settings.loop.keep_checkpoints)
+    try:
+        notes = store.open()
+    except RunLockedError as e:
+        raise ConfigError(str(e)) from None
+    if notes:
+        console.info(f"Cleaned up after an interrupted run: {'; '.join(notes[:4])}"
+                     + (f" (+{len(notes) - 4} more)" if len(notes) > 4 else ""))
+    return store
+
+
 def build_trainer(settings: Settings, console: ConsoleLog) -> GRPOTrainer:
     out = Path(settings.run.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    store = open_store(settings, console)
+    try:
+        return _build(settings, console, store)
+    except BaseException:
+        store.close()
+        raise
+
+
+def _build(settings: Settings, console: ConsoleLog, store: CheckpointStore) -> GRPOTrainer:
+    out = store.output_dir
     seed_everything(settings.run.seed)
     data = resolve_data(settings.data, settings.run.seed)
     console.info(f"Data: {data.source}: {len(data.train)} train / {len(data.validation)} validation scenarios")
@@ -64,12 +92,12 @@ def build_trainer(settings: Settings, console: ConsoleLog) -> GRPOTrainer:
     optimizer = make_optimizer(policy.model, lr=optim.learning_rate, weight_decay=optim.weight_decay)
     scheduler = make_scheduler(optimizer, warmup_steps=optim.warmup_steps, total_steps=max(optim.max_steps, 1),
                                kind=optim.lr_scheduler)
-    sinks = MetricsSinks(out, wandb_project=logging.wandb_project, wandb_entity=logging.wandb_entity or None,
-                         wandb_name=logging.wandb_name or None, wandb_mode=logging.wandb_mode,
-                         config=settings.flat())
+    sinks = functools.partial(MetricsSinks, out, wandb_project=logging.wandb_project,
+                              wandb_entity=logging.wandb_entity or None, wandb_name=logging.wandb_name or None,
+                              wandb_mode=logging.wandb_mode, config=settings.flat(), notice=console.info)
     env_factory = make_env_factory(data.db_path, make_run_judge(settings.judge, out), settings.rollout.max_turns)
     return GRPOTrainer(trainer_settings(settings), policy, data.train, data.validation, env_factory,
-                       optimizer, scheduler, console, sinks)
+                       optimizer, scheduler, console, sinks, store)
 
 
 def run_training(settings: Settings, resume: bool = False, resume_from: str | None = None,

@@ -61,6 +61,17 @@ class JudgeConfig(Section):
     judge_model: str = setting("", "Model name for the LLM judge.", "JUDGE_MODEL")
     judge_api_key_env: str = setting("OPENAI_API_KEY", "Environment variable holding the judge's API key.",
                                      "JUDGE_API_KEY_ENV", free=True)
+    judge_timeout: float = setting(20.0, "LLM judge: seconds one request may take (a hang past it is retried).",
+                                   "JUDGE_TIMEOUT", check="gt0", free=True)
+    judge_retries: int = setting(2, "LLM judge: further attempts after a timeout, 5xx/429, connection error or "
+                                 "unparseable reply (other HTTP errors are not retried).", "JUDGE_RETRIES",
+                                 check="nonneg", free=True)
+    judge_step_budget: float = setting(
+        120.0, "LLM judge: seconds a step (or eval) waits for its outstanding verdicts once its rollouts are "
+        "generated; an answer still without one is a judge error (left out of rewards and the loss).",
+        "JUDGE_STEP_BUDGET", check="gt0", free=True)
+    judge_concurrency: int = setting(8, "LLM judge: verdicts requested at the same time (while the batch decodes).",
+                                     "JUDGE_CONCURRENCY", check="positive", free=True)
 
     def check(self) -> None:
         if self.judge == "llm" and not (self.judge_base_url and self.judge_model):

@@ -48,6 +48,12 @@ class RunLock:
             os.close(self._fd)
             self._fd = None
 
+    def __del__(self) -> None:  # a dropped lock object releases its lock (the process may go on)
+        try:
+            self.release()
+        except Exception:
+            pass
+
     @property
     def held(self) -> bool:
         return self._fd is not None
