@@ -76,11 +76,13 @@ class GRPOTrainer:
     """The training loop: restore, baseline, steps with evals and checkpoints, stopping, final eval."""
 
     def __init__(self, settings: TrainerSettings, policy, train_scenarios, val_scenarios, env_factory: Callable,
-                 optimizer, scheduler, console, sinks_factory: Callable[..., Any], store: CheckpointStore) -> None:
+                 optimizer, scheduler, console, sinks_factory: Callable[..., Any], store: CheckpointStore,
+                 ref_model: Any = None) -> None:
         self.settings, self.policy, self.env_factory = settings, policy, env_factory
         self.val_scenarios = val_scenarios
         self.optimizer, self.scheduler = optimizer, scheduler
         self.console, self.sinks_factory, self.store = console, sinks_factory, store
+        self.ref_model = ref_model  # the KL reference of full fine-tuning (None: LoRA's adapter-off model)
         self.sinks: Any = None  # opened by start(), rewound to the step the run starts from
         self.output_dir = Path(settings.output_dir)
         self.checkpoints = store.root
@@ -193,7 +195,8 @@ class GRPOTrainer:
         log.phase(4, "BACKPROPAGATION & OPTIMIZATION")
         t1 = time.time()
         upd = policy_update(self.policy.model, self.optimizer, self.scheduler, trajectories,
-                            self.update_settings(), pad_id=self.policy.tokenizer.pad_token_id)
+                            self.update_settings(), pad_id=self.policy.tokenizer.pad_token_id,
+                            ref_model=self.ref_model)
         training_time = time.time() - t1
         self.state.skipped_steps += int(upd.skipped)
         log.backprop(upd)

@@ -12,8 +12,10 @@ import functools
 import random
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from inboxrl.agent.chat import ChatRenderer
 from inboxrl.email.scenarios import save_ids
 from inboxrl.grpo.checkpoint_store import CheckpointStore
 from inboxrl.grpo.optim import make_optimizer, make_scheduler
@@ -24,6 +26,7 @@ from inboxrl.logs.sinks import MetricsSinks
 from inboxrl.run import warm_start
 from inboxrl.run.data import RunData, resolve_data
 from inboxrl.run.env import make_env_factory, make_run_judge
+from inboxrl.run.checks import check_context_budget, frozen_reference, usable_output_dir
 from inboxrl.run.model import load_policy
 from inboxrl.settings.sections import Settings
 from inboxrl.settings.base import ConfigError
@@ -32,7 +35,9 @@ from inboxrl.utils.run_lock import RunLockedError
 
 
 def seed_everything(seed: int) -> None:
+    """Python, numpy and torch global RNGs (a checkpoint restores all three)."""
     random.seed(seed)
+    np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
@@ -67,8 +72,7 @@ def open_store(settings: Settings, console: ConsoleLog) -> CheckpointStore:
 
 
 def build_trainer(settings: Settings, console: ConsoleLog) -> GRPOTrainer:
-    out = Path(settings.run.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    usable_output_dir(settings.run.output_dir)
     store = open_store(settings, console)
     try:
         return _build(settings, console, store)
@@ -89,6 +93,11 @@ def _build(settings: Settings, console: ConsoleLog, store: CheckpointStore) -> G
     policy = load_policy(model)
     console.info(f"Model: {model.init_from or model.model_name} ({policy.model.dtype}, "
                  f"{'LoRA r=%d' % model.lora_r if model.use_lora else 'full fine-tuning'})")
+    renderer = policy.renderer or ChatRenderer(policy.tokenizer)
+    check_context_budget(renderer, list(data.train) + list(data.validation), settings.rollout.max_context_tokens,
+                         settings.rollout.max_tokens)
+    # the KL reference: LoRA disables its adapter; full fine-tuning keeps the initial weights frozen
+    ref_model = frozen_reference(policy.model) if settings.grpo.beta > 0 and not model.use_lora else None
     optimizer = make_optimizer(policy.model, lr=optim.learning_rate, weight_decay=optim.weight_decay)
     scheduler = make_scheduler(optimizer, warmup_steps=optim.warmup_steps, total_steps=max(optim.max_steps, 1),
                                kind=optim.lr_scheduler)
@@ -97,7 +106,7 @@ def _build(settings: Settings, console: ConsoleLog, store: CheckpointStore) -> G
                               wandb_mode=logging.wandb_mode, config=settings.flat(), notice=console.info)
     env_factory = make_env_factory(data.db_path, make_run_judge(settings.judge, out), settings.rollout.max_turns)
     return GRPOTrainer(trainer_settings(settings), policy, data.train, data.validation, env_factory,
-                       optimizer, scheduler, console, sinks, store)
+                       optimizer, scheduler, console, sinks, store, ref_model=ref_model)
 
 
 def run_training(settings: Settings, resume: bool = False, resume_from: str | None = None,

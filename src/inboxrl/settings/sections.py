@@ -128,7 +128,8 @@ class GRPOConfig(Section):
                                     check="nonneg")
     min_group_std: float = setting(0.05, "Filter groups whose reward std (and process-reward std in masked "
                                    "mode) is below this: they carry no signal.", "MIN_GROUP_STD", check="nonneg")
-    beta: float = setting(0.0, "KL (k3) weight to the reference model (for LoRA: adapter disabled).", "BETA",
+    beta: float = setting(0.0, "KL (k3) weight to the reference model (for LoRA: adapter disabled; for full "
+                          "fine-tuning: a frozen copy of the initial model, twice the weights in memory).", "BETA",
                           check="nonneg")
     num_iterations: int = setting(1, "Passes over each batch (mu in GRPO); >1 makes the clip active.",
                                   "NUM_ITERATIONS", check="positive")
@@ -183,8 +184,8 @@ class LoopConfig(Section):
                               free=True)
     save_steps: int = setting(4, "Checkpoint every N steps (0 = only best and final).", "SAVE_STEPS",
                               check="nonneg", free=True)
-    keep_checkpoints: int = setting(2, "Keep the last K step checkpoints (the best is always kept).",
-                                    "KEEP_CHECKPOINTS", check="nonneg", free=True)
+    keep_checkpoints: int = setting(2, "Keep the last K (>= 1) step checkpoints (the best is always kept).",
+                                    "KEEP_CHECKPOINTS", check="positive", free=True)
     target_accuracy: float = setting(1.01, "Stop when eval accuracy reaches this (>1 = never).",
                                      "TARGET_ACCURACY", free=True)
     patience: int = setting(0, "Stop after this many evals without improvement (0 = never).", "PATIENCE",
