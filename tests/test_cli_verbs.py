@@ -136,16 +136,34 @@ def test_build_db_bad_source_exits_2(tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
+def _eval_only_file(assets, path: Path, n: int = 3) -> list[str]:
+    """``n`` of the validation scenarios alone in a file: no training scenarios at all."""
+    rows = [json.loads(line) for line in assets["scenarios"].read_text().splitlines()]
+    rows = [r for r in rows if r.get("split") == "test"][:n]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return [r["id"] for r in rows]
+
+
 def test_eval_reference(assets, tmp_path):
     out = inboxrl("eval-reference", *_common(assets, tmp_path / "ref", model=False)).stdout
     assert "2 validation scenarios" in out and "reference agent [read] on 2 scenarios" in out
 
 
-def test_eval_tiny_model(assets, tmp_path):
+def test_eval_reference_on_an_eval_only_scenario_file(assets, tmp_path):
+    _eval_only_file(assets, tmp_path / "eval_only.jsonl")
+    out = inboxrl("eval-reference", *_common(assets, tmp_path / "ref", model=False), "--scenarios-path",
+                  str(tmp_path / "eval_only.jsonl"), "--eval-dataset-size", "3", "--max-turns", "10").stdout
+    assert "3 validation scenarios" in out and "reference agent [read] on 3 scenarios" in out
+
+
+def test_eval_tiny_model_on_an_eval_only_scenario_file(assets, tmp_path):
     out_dir = tmp_path / "eval"
-    inboxrl("eval", *_common(assets, out_dir))
+    ids = _eval_only_file(assets, tmp_path / "eval_only.jsonl")
+    inboxrl("eval", *_common(assets, out_dir), "--scenarios-path", str(tmp_path / "eval_only.jsonl"),
+            "--eval-dataset-size", "3")
     doc = json.loads((out_dir / "eval_logs" / "eval_step_0000.json").read_text())
     assert doc["step"] == 0 and "accuracy" in doc
+    assert sorted(s["scenario_id"] for s in doc["per_scenario"]) == sorted(ids)
 
 
 def test_train_then_report(assets, tmp_path):

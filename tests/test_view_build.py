@@ -166,6 +166,7 @@ def test_a_rebuild_reuses_unchanged_steps_and_rebuilds_changed_ones(run):
     assert first.reused == 0
     again = build_view(root, SERIAL)
     assert again.reused == 4 and again.rollouts == 0 and again.steps == 2
+    assert again.notes == first.notes  # a reused step's skips are still reported
     traj = load_jsonl(root / "trajectories" / "step_0001.jsonl")
     traj[0].turns[0].advantage = 0.3125
     from inboxrl.agent.trajectory import save_jsonl
@@ -185,5 +186,5 @@ def test_parallel_build_writes_the_same_pages(tmp_path):
     strip = lambda s: re.sub(r"Built by .*?</footer>", "", s.replace(str(a), "").replace(str(b), ""), flags=re.S)  # noqa: E731
     for rel in pages:
         assert strip((a / "view" / rel).read_text()) == strip((b / "view" / rel).read_text()), rel
-    assert json.loads((b / "view" / "manifest.json").read_text())["version"] == 1
+    assert json.loads((b / "view" / "manifest.json").read_text())["version"] == 2
     assert SCRIPT_BODY  # used by the fixture run

@@ -120,7 +120,8 @@ def _data_parsers(sub) -> None:
     p.add_argument("--kind", default="auto", choices=["auto", "parquet", "maildir", "mbox"])
     p.add_argument("--owner", default=None, help="mailbox owner address (maildir / mbox)")
     p.add_argument("--max-body-chars", type=int, default=20000, help="truncate longer bodies")
-    p.add_argument("--max-recipients", type=int, default=30, help="skip mass mails with more recipients")
+    p.add_argument("--max-recipients", type=int, default=30,
+                   help="skip mass mails with more to+cc+bcc addresses (counted in the report; ~1%% of a real mailbox)")
     p.add_argument("--scenarios", default=None, help="check these scenarios' reference messages exist")
     p.set_defaults(func=cmd_build_db)
     p = sub.add_parser("make-data", help="generate a deterministic synthetic inbox + scenarios")
