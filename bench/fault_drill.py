@@ -200,7 +200,13 @@ def compare(ref: Path, out: Path) -> list[str]:
 # -- random-time kills from outside -------------------------------------------------------------
 def _child(workdir: Path, out: Path, resume: bool) -> subprocess.Popen:
     cmd = [sys.executable, __file__, "--child", str(out), "--workdir", str(workdir)] + (["--resume"] if resume else [])
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    log = open(workdir / f"{out.name}.log", "a")  # the child's stderr, for a trial that failed
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
+
+
+def _last_error(workdir: Path, out: Path) -> str:
+    lines = [x for x in (workdir / f"{out.name}.log").read_text(errors="replace").splitlines() if "Error" in x]
+    return lines[-1][:200] if lines else "no error line"
 
 
 def _run_child(workdir: Path, out: Path, resume: bool, kill_after: float | None = None) -> tuple[int, float]:
@@ -226,7 +232,7 @@ def trial(workdir: Path, ref: Path, out: Path, kill_after: float) -> dict[str, A
         rc, _ = _run_child(workdir, out, resume=True)
         if rc == 0:
             break
-    problems = compare(ref, out) if rc == 0 else [f"resume exited {rc}"]
+    problems = compare(ref, out) if rc == 0 else [f"resume exited {rc}: {_last_error(workdir, out)}"]
     after = leftovers(out)
     return {"kill_after_s": round(kill_after, 2), "killed": killed, "left_by_kill": len(left),
             "leftover": len(after), "survived": not problems and not after, "problems": problems + after}
