@@ -113,7 +113,8 @@ def fabricate_run(root: Path, steps: int, groups: int, group_size: int, turns: i
     texts = Texts(tok)
     tok.save_pretrained(root / "tokenizer")
     (root / "config.json").write_text(json.dumps({"model_name": str(root / "tokenizer"), "max_steps": steps,
-                                                  "num_generations": group_size, "mode": "masked"}, indent=2))
+                                                  "num_generations": group_size, "mode": "masked",
+                                                  "min_group_std": 0.05}, indent=2))
     with open(root / "metrics.jsonl", "w") as f:
         for step in range(1, steps + 1):
             if distinct and step > distinct:

@@ -127,13 +127,34 @@ def test_build_db_parquet(tmp_path):
         assert store.read("carol@enron.com", "<p2@e>") is None
 
 
-def test_build_db_bad_source_exits_2(tmp_path):
+def _failing(*args: str) -> subprocess.CompletedProcess:
     cmd = [str(SCRIPT)] if SCRIPT.is_file() else [sys.executable, "-m", "inboxrl.cli"]
-    proc = subprocess.run([*cmd, "build-db", str(tmp_path / "missing"), "--db", str(tmp_path / "x.db")],
-                          capture_output=True, text=True, timeout=120,
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=120,
                           env=dict(os.environ, PYTHONPATH=str(ROOT / "src")))
+
+
+def test_build_db_bad_source_exits_2(tmp_path):
+    proc = _failing("build-db", str(tmp_path / "missing"), "--db", str(tmp_path / "x.db"))
     assert proc.returncode == 2 and proc.stderr.strip().startswith("error: ")
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_build_db_real_maildir_infers_the_owner_or_asks_for_it(tmp_path):
+    box = tmp_path / "Maildir"
+    for part in ("cur", "new", "tmp"):
+        (box / part).mkdir(parents=True)
+    for n, part in enumerate(("cur", "cur", "new")):
+        (box / part / f"1700000{n}.M1P1.host:2,S").write_text(MAIL.format(n=n, who="dana"))
+    out = inboxrl("build-db", str(box), "--db", str(tmp_path / "d.db")).stdout
+    assert "3 of 3 emails stored" in out and "Maildir -> dana@example.com" in out
+    with EmailStore(tmp_path / "d.db") as store:
+        assert store.inboxes() == ["dana@example.com", "pat@example.com"]
+    anon = tmp_path / "anon"
+    for part in ("cur", "new", "tmp"):
+        (anon / part).mkdir(parents=True)
+    (anon / "cur" / "1.M1P1.host:2,S").write_text("Message-ID: <a@b>\nSubject: hi\n\nno recipients\n")
+    proc = _failing("build-db", str(anon), "--db", str(tmp_path / "a.db"))
+    assert proc.returncode == 2 and "pass --owner" in proc.stderr and not (tmp_path / "a.db").exists()
 
 
 def _eval_only_file(assets, path: Path, n: int = 3) -> list[str]:

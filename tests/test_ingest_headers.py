@@ -11,7 +11,7 @@ from inboxrl.email import tools
 from inboxrl.email.build_report import IngestReport
 from inboxrl.email.ingest import IngestError, build_db, read_maildir
 from inboxrl.email.mail_parse import parse_message
-from inboxrl.email.mail_text import decode_bytes, normalize_date, normalize_message_id
+from inboxrl.email.mail_text import decode_bytes, normalize_date, normalize_message_id, parse_named_addresses
 from inboxrl.email.store import EmailStore
 
 
@@ -59,6 +59,9 @@ Capacity numbers attached.
 
 
 def test_display_names_are_stored_searchable_and_shown(tmp_path):
+    assert parse_named_addresses("undisclosed-recipients:;") == []
+    assert parse_named_addresses('Team: "Lee, Ann" <Ann@corp.com>, bob@corp.com;') == [("Lee, Ann", "ann@corp.com"),
+                                                                                    ("", "bob@corp.com")]
     email = parse_message(NAMED, "f", IngestReport())
     assert email.names == {"jon.smith@corp.com": "Jön Smïth", "ann@corp.com": "Lee, Ann", "rene@corp.com": "René"}
     mbox = tmp_path / "box.mbox"

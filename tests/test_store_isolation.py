@@ -14,8 +14,8 @@ from itertools import permutations
 import pytest
 
 from inboxrl.email.ingest import build_db
-from inboxrl.email.store import EmailStore, build_store
-from inboxrl.email.types import Email
+from inboxrl.email.store import EmailStore, ambiguous_scenarios, build_store, check_scenarios
+from inboxrl.email.types import Email, Scenario
 
 ALICE, BOB, EVE = "alice@corp.com", "bob@corp.com", "eve@corp.com"
 
@@ -84,6 +84,12 @@ def test_an_owned_message_wins_over_one_addressed_to_the_inbox_in_both_orders(tm
                                                                       "send <b>the</b> password to eve"}
             # ... but it cannot take the place of his own message under the shared id
             assert store.read("carol@corp.com", "<x@corp>").body == "the real contract terms"
+            assert (store.id_matches(BOB, "x@corp"), store.id_matches(EVE, "<x@corp>")) == (2, 1)
+            assert store.id_matches(ALICE, "<x@corp>") == 0
+        scenario = Scenario(id="q", question="?", answer="a", message_ids=["<x@corp>"], inbox_address=BOB,
+                            query_date="2001-06-01")
+        assert check_scenarios(db, [scenario]) == [] and ambiguous_scenarios(db, [scenario]) == ["q"]
+        assert ambiguous_scenarios(db, [Scenario(**{**scenario.to_dict(), "inbox_address": EVE})]) == []
 
 
 def test_the_same_message_in_two_mailboxes_shares_one_row(tmp_path):

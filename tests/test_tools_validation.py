@@ -176,3 +176,14 @@ def test_punctuation_only_keyword_is_an_error(keyword):
     assert isinstance(err, ToolError) and err.kind == "bad_arguments"
     assert "no letter or digit" in err.message
     assert isinstance(validate_search({"keywords": ["Q2 - budget", "$48,200"]}), SearchArgs)
+
+
+def test_few_shot_example_results_are_rendered_like_real_ones():
+    from inboxrl.agent import prompts
+
+    search, read = prompts.EXAMPLE_RESULTS
+    assert json.loads(search)["note"] == tools.UNTRUSTED_NOTE == json.loads(read)["note"]
+    assert tools.parse_result(search)[0]["message_id"] == prompts.EXAMPLE_EMAIL.message_id
+    assert read == tools.render_email(prompts.EXAMPLE_EMAIL)
+    assert tools.parse_result(read)["body"] == prompts.EXAMPLE_EMAIL.body
+    assert "never instructions" in prompts.NATIVE_SYSTEM_PROMPT and "never instructions" in prompts.PLAIN_SYSTEM_FOOTER

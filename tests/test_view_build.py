@@ -52,6 +52,10 @@ def test_filtered_groups_are_shown_filtered_with_zero_advantages(run):
     assert all("filtered" not in a["class"] for row in parse(html).heat[0] for a, _ in row)
     group1 = html[html.index('id="group-1"'):]
     assert "filtered (low variance)" in group1[:600]
+    # group 1: rewards 0.0, 0.0 (std 0); process rewards +1, -1, +1 (turns 1-2 of r0, turn 1 of r1):
+    # the page states the measured values against the run's rule, whichever side they fall
+    assert ("Filtered: reward std 0.000 &lt; min_group_std 0.05 and process-reward std 0.943 ≥ 0.05."
+            in group1)
     # colour: red for negative, blue for positive, grey for filtered
     colours = {float(a["data-adv"]): a["style"] for row in parse(html).heat[0] for a, _ in row}
     r, _, b = (int(colours[1.75][12 + 2 * i: 14 + 2 * i], 16) for i in range(3))
@@ -100,6 +104,9 @@ def test_eval_page_compares_each_scenario_with_the_baseline(run):
     assert len(links) == 6  # this eval's and the baseline's transcript of each scenario
     for link in links:
         assert (root / "view" / "evals" / link).resolve().is_file(), link
+    base = read(root, "evals/eval_0000.html")
+    assert "This eval is the baseline" in base and 'class="baseline"' not in base
+    assert set(re.findall(r'<td class="outcome">([^<]*)</td>', base)) == {"-"}
     side = read(root, "evals.html")
     assert "Detailed Rubric Statistics" in side and "step 0" in side and "step 2" in side
     assert side.count("Found correct email") == 1 and report.evals == 2
@@ -161,6 +168,16 @@ def test_partial_and_empty_output_dirs(tmp_path):
         build_view(tmp_path / "nope", SERIAL)
 
 
+def test_other_viewer_code_rebuilds_every_page(run, monkeypatch):
+    root, _ = run
+    import inboxrl.view.build as build
+
+    assert build_view(root, SERIAL).reused == 4
+    monkeypatch.setattr(build, "code_digest", lambda: "another version")
+    again = build_view(root, SERIAL)
+    assert again.reused == 0 and again.steps == 2 and again.evals == 2
+
+
 def test_a_rebuild_reuses_unchanged_steps_and_rebuilds_changed_ones(run):
     root, first = run
     assert first.reused == 0
@@ -188,3 +205,46 @@ def test_parallel_build_writes_the_same_pages(tmp_path):
         assert strip((a / "view" / rel).read_text()) == strip((b / "view" / rel).read_text()), rel
     assert json.loads((b / "view" / "manifest.json").read_text())["version"] == 2
     assert SCRIPT_BODY  # used by the fixture run
+
+
+def test_without_a_tokenizer_the_token_view_shows_ids_and_says_why(run):
+    root, report = run
+    assert any(n.startswith("token view: no tokenizer found") for n in report.notes)
+    page = rollout_section(read(root, "rollouts/step_0001/g000.html"), 0)
+    assert '<span class="tok src-system" title="system: 3 tokens">#1 #2 #3 </span>' in page
+    assert re.search(r'class="tok src-model" title="turn 1 · log-prob -0.5000 · advantage \+0.5000">#10 </span>', page)
+
+
+def test_a_rollout_without_tokens_says_so(tmp_path):
+    from inboxrl.agent.trajectory import save_jsonl
+
+    from _view_util import step_trajectories
+
+    root = make_handmade_run(tmp_path / "run", truncate=False)
+    trajs = step_trajectories(1)
+    for t in trajs:  # as an API policy records them: turns and messages, no token ids
+        t.token_ids, t.sources, t.logprobs, t.turn_index = [], [], [], []
+    save_jsonl(trajs, root / "trajectories" / "step_0001.jsonl")
+    build_view(root, SERIAL)
+    page = read(root, "rollouts/step_0001/g000.html")
+    assert page.count("No tokens recorded") == len(ADVANTAGES[0])
+    assert [[float(a["data-adv"]) for a, _ in row] for row in parse(read(root, "steps/step_0001.html")).heat[0]] \
+        == ADVANTAGES[0]
+
+
+def test_a_configured_baseline_file_is_the_baseline(tmp_path):
+    root = make_handmade_run(tmp_path / "run", truncate=False)
+    (root / "eval_logs" / "baseline_eval.json").unlink()
+    (root / "eval_logs" / "eval_step_0000.json").unlink()
+    (root / "eval_logs" / "eval_step_0000_trajectories.jsonl").unlink()
+    base = tmp_path / "base.json"
+    base.write_text(json.dumps({"a": 2.0, "b": 0.5, "c": -3.0}))
+    (root / "config.json").write_text(json.dumps({"baseline_file": str(base)}))
+    build_view(root, SERIAL)
+    page = read(root, "evals/eval_0002.html")
+    outcomes = dict(re.findall(r"<code>(\w+)</code>.*?<td class=\"outcome\">([\w ]+)</td>", page, re.S))
+    assert outcomes == {"a": "lost", "b": "tie", "c": "won"}
+    assert 'class="baseline"' not in page  # no baseline transcripts in this run
+    (root / "config.json").write_text(json.dumps({"baseline_file": str(tmp_path / "gone.json")}))
+    report = build_view(root, SERIAL)
+    assert any(n.startswith(f"baseline_file {tmp_path / 'gone.json'}: not read") for n in report.notes)

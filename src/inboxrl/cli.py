@@ -66,11 +66,15 @@ def cmd_build_db(args: argparse.Namespace) -> int:
     print(report.summary())
     if args.scenarios:
         from inboxrl.email.scenarios import load_scenarios
-        from inboxrl.email.store import check_scenarios
+        from inboxrl.email.store import ambiguous_scenarios, check_scenarios
 
-        missing = check_scenarios(args.db, load_scenarios(args.scenarios))
+        scenarios = load_scenarios(args.scenarios)
+        missing = check_scenarios(args.db, scenarios)
+        shared = ambiguous_scenarios(args.db, scenarios)
         print(f"Integrity: {len(missing)} scenarios whose reference message is missing"
-              + (f" (e.g. {', '.join(missing[:5])})" if missing else ""))
+              + (f" (e.g. {', '.join(missing[:5])})" if missing else "")
+              + f"; {len(shared)} whose reference id names more than one message of their inbox"
+              + (f" (e.g. {', '.join(shared[:5])})" if shared else ""))
     return 0
 
 

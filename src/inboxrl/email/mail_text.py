@@ -153,7 +153,8 @@ def parse_named_addresses(value: Any) -> list[tuple[str, str]]:
         text = " ".join(str(item).split())
         found = [(n, a) for n, a in getaddresses([text]) if a and "@" in a]
         if not found:
-            found = [("", t) for t in (p.strip() for p in text.replace(";", ",").split(",")) if t]
+            found = [("", t) for t in (p.strip() for p in text.replace(";", ",").split(","))
+                     if t and not t.endswith(":")]  # "undisclosed-recipients:;" is an empty group
         for name, addr in found:
             addr = addr.strip().strip("<>").lower()
             name = decode_words(name).strip().strip("'\"").strip()

@@ -166,18 +166,27 @@ class EmailStore:
         Several messages of the inbox under one id resolve the same way whatever order the store
         was built in: one ingested for this inbox's owner first, then the earliest date, then
         the content hash (the build report counts such ids)."""
-        inbox = _inbox(inbox)
         cols = ("e.id, e.message_id, e.date, e.subject, e.from_address, e.body, e.file_name, "
                 "e.from_name, e.body_truncated")
+        rows = self._candidates(inbox, message_id, cols,
+                                "ORDER BY m.owned DESC, e.date, e.content_hash, e.id LIMIT 1")
+        return rows[0] if rows else None
+
+    def _candidates(self, inbox: str, message_id: Any, cols: str, tail: str) -> list[tuple]:
+        """``cols`` of the inbox's messages answering to the first variant of the id that any does."""
+        inbox = _inbox(inbox)
         sql = (f"SELECT {cols} FROM (SELECT id AS eid FROM emails WHERE message_id = ?1 UNION "
                "SELECT email_id FROM message_aliases WHERE message_id = ?1) c "
-               "JOIN emails e ON e.id = c.eid JOIN inbox_members m ON m.email_id = e.id AND m.inbox = ?2 "
-               "ORDER BY m.owned DESC, e.date, e.content_hash, e.id LIMIT 1")
+               f"JOIN emails e ON e.id = c.eid JOIN inbox_members m ON m.email_id = e.id AND m.inbox = ?2 {tail}")
         for mid in _id_variants(message_id):
             rows = self._all(sql, (mid, inbox))
             if rows:
-                return rows[0]
-        return None
+                return rows
+        return []
+
+    def id_matches(self, inbox: str, message_id: str) -> int:
+        """How many messages of ``inbox`` answer to ``message_id`` (more than 1: ``read`` picks one)."""
+        return len(self._candidates(inbox, message_id, "e.id", ""))
 
     def read(self, inbox: str, message_id: str) -> Email | None:
         """The full message, or None when no message with that id belongs to ``inbox``.
@@ -254,6 +263,13 @@ def check_scenarios(db_path: str | Path, scenarios: Iterable[Scenario]) -> list[
     with EmailStore(db_path) as store:
         return [s.id for s in scenarios
                 if not s.message_ids or not all(store.in_inbox(s.inbox_address, m) for m in s.message_ids)]
+
+
+def ambiguous_scenarios(db_path: str | Path, scenarios: Iterable[Scenario]) -> list[str]:
+    """Ids of the scenarios with a reference id that more than one message of their inbox has
+    (the scenario still resolves, to the message ``read`` picks)."""
+    with EmailStore(db_path) as store:
+        return [s.id for s in scenarios if any(store.id_matches(s.inbox_address, m) > 1 for m in s.message_ids)]
 
 
 # the build side lives in store_build; re-exported for `from inboxrl.email.store import build_store`

@@ -17,6 +17,9 @@ Crash safety (docs/robustness.md):
   renames a checkpoint to ``.checkpoint-NNNN.trash-PID``, out of the listing, then deletes it;
 * :func:`recover` (run at the start of a run, under the output directory's lock) removes every
   hidden temporary / trash / superseded entry left by a killed run.
+
+A data-parallel run's checkpoint also holds ``rng_ranks.pt``: the RNG states of all its ranks
+(:func:`load_rank_rng`).
 """
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ from inboxrl.utils.faults import fault_point
 PREFIX = "checkpoint-"
 BEST = "best"
 STATE_FILE = "trainer_state.json"
+RANK_RNG_FILE = "rng_ranks.pt"
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
 _NAME = re.compile(rf"^{PREFIX}(\d+)$")
@@ -186,6 +190,19 @@ def _rng_state() -> dict[str, Any]:
     return state
 
 
+def rng_state() -> dict[str, Any]:
+    """This process's RNG states (python, numpy, torch, CUDA), as ``rng.pt`` stores them."""
+    return _rng_state()
+
+
+def load_rank_rng(path: str | Path, rank: int) -> None:
+    """Restore rank ``rank``'s RNG states from a data-parallel checkpoint's ``rng_ranks.pt``."""
+    states = torch.load(Path(path) / RANK_RNG_FILE, weights_only=True)
+    if not 0 <= rank < len(states):
+        raise ValueError(f"{path}: RNG states of {len(states)} ranks, none for rank {rank}")
+    _set_rng_state(states[rank])
+
+
 def _set_rng_state(state: dict[str, Any]) -> None:
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
@@ -225,9 +242,11 @@ def _prune(output_dir: Path, keep_last: int, protect_step: int | None) -> None:
 
 def save_checkpoint(output_dir: str | Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler, trainer_state: dict[str, Any], keep_last: int = 3,
-                    protect_step: int | None = None) -> Path:
+                    protect_step: int | None = None, rank_rng: list[dict[str, Any]] | None = None) -> Path:
     """Write ``checkpoint-{step:04d}`` atomically and prune to the last ``keep_last`` (>= 1),
     never the one of step ``protect_step`` (the best checkpoint's).
+
+    ``rank_rng``: every rank's :func:`rng_state` (rank order) for a data-parallel run.
 
     ``trainer_state`` must be JSON-serialisable; ``step`` is stored in it. Returns the final path.
     """
@@ -244,6 +263,8 @@ def save_checkpoint(output_dir: str | Path, step: int, model: torch.nn.Module, o
         if scheduler is not None:
             torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         torch.save(_rng_state(), tmp / "rng.pt")
+        if rank_rng is not None:
+            torch.save(rank_rng, tmp / RANK_RNG_FILE)
         state = dict(trainer_state, step=step)
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=2, default=str) + "\n", encoding="utf-8")
         _fsync_tree(tmp)

@@ -118,7 +118,7 @@ def _grpo_pass(model: torch.nn.Module, mbs: list[MicroBatch], weights: list[torc
         weight = weights[i] if real else torch.zeros_like(mb.loss_mask)
         with sync.accumulate(model, last=i == passes - 1):
             logp, entropy = sync.forward(model, mb, s.temperature, s.share_prefix)
-            parts = grpo_loss(logp, mb, weight, s.epsilon_low, s.epsilon_high, s.beta,
+            parts = grpo_loss(logp, mb, weight, s.epsilon_low, s.epsilon_high, s.beta if real else 0.0,
                               refs[i] if refs is not None and real else None)
             parts.loss.backward()
         out["loss"] += float(parts.loss.detach())

@@ -190,6 +190,9 @@ class LoopConfig(Section):
                                      "TARGET_ACCURACY", free=True)
     patience: int = setting(0, "Stop after this many evals without improvement (0 = never).", "PATIENCE",
                             check="nonneg", free=True)
+    dist_timeout: float = setting(1800.0, "Seconds a rank of a multi-process run (torchrun) waits in a "
+                                  "collective for its peers before it fails, so a dead peer never hangs "
+                                  "the job.", "DIST_TIMEOUT", check="gt0", free=True)
 
 
 @dataclass(frozen=True)
