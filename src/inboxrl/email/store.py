@@ -28,6 +28,7 @@ Date filters: ``sent_after`` is inclusive (the message was sent on that day or l
 """
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
@@ -40,6 +41,7 @@ from inboxrl.email.types import Email, Scenario, SearchHit
 
 SNIPPET_TOKENS = 16
 _BRACKETS = "<>"
+_NAMED_ADDRESS = re.compile(r"<\s*([^<>\s]+@[^<>\s]+)\s*>")
 
 
 class StoreError(Exception):
@@ -239,16 +241,22 @@ def _inbox(inbox: Any) -> str:
     return clean_address(inbox)
 
 
+def _address(text: str) -> str:
+    """An address filter as given, or the address inside ``Name <address>`` (the form results show)."""
+    m = _NAMED_ADDRESS.search(clean_text(text))
+    return clean_address(m.group(1) if m else text)
+
+
 def _filters(inbox: str, from_addr: str | None, to_addr: str | None, sent_after: str | None,
              sent_before: str | None) -> tuple[str, list[str]]:
     """The WHERE clause (over ``m`` = inbox_members, ``e`` = emails) of a search and its values."""
     where, params = ["m.inbox = ?"], [inbox]
     if from_addr:
         where.append("e.from_address = ?")
-        params.append(clean_address(from_addr))
+        params.append(_address(from_addr))
     if to_addr:
         where.append("EXISTS (SELECT 1 FROM recipients r WHERE r.email_id = e.id AND r.address = ?)")
-        params.append(clean_address(to_addr))
+        params.append(_address(to_addr))
     if sent_after:
         where.append("e.date >= ?")
         params.append(clean_text(sent_after).strip())
