@@ -100,11 +100,11 @@ def serve():
 
 DRILLS = [  # server action, requests per answer with retries=1, the error it must give
     (("status", 500), 2, "HTTP 500"),
-    (("raw", b"<html><body>502 Bad Gateway</body></html>"), 2, "unexpected response body"),
+    (("raw", b"<html><body>502 Bad Gateway</body></html>"), 2, "returned non-JSON"),
     (("raw", b'{"choices": []}'), 2, "unexpected response body"),
     (("reply", "maybe"), 2, "unparseable verdict"),
     (("status", 404), 1, "HTTP 404"),
-    (("hang", 30), 2, "timed out after 0.5s"),
+    (("hang", 30), 2, "timed out after 0.5 s"),
 ]
 
 
