@@ -18,40 +18,23 @@ request takes its slot (refill), so the batch stays full until the requests run 
 slots are compacted. Every rollout samples from its own generator
 (:mod:`inboxrl.agent.sampling`), so its tokens do not depend on the batch size or its slot.
 
-A row's turn ends on an end-of-turn / eos token, when its tool call is complete
-(``ChatRenderer.call_complete``, only checked after a token containing ``}`` or ``>``), or at its
-token budget ``min(max_new_tokens, max_context_tokens - tokens so far)``. The call is executed
-between turns (:class:`~inboxrl.agent.episode.Episode`); before a tool result is appended the
-context budget is checked (room for the result, the generation prompt and one token), and a
-rollout that does not fit ends with ``context_overflow``.
+Where a turn ends, the tool calls between turns and the context budget are
+:mod:`inboxrl.agent.turns`.
 """
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
 
-from inboxrl.agent.chat import ChatRenderer, TemplateError
-from inboxrl.agent.episode import Episode
 from inboxrl.agent.kv_batch import KVBatch
-from inboxrl.agent.sampling import row_generator, sample_next
-from inboxrl.agent.token_layout import append_result, open_prompt, turn_budget
+from inboxrl.agent.sampling import sample_next
 from inboxrl.agent.trajectory import Trajectory
+from inboxrl.agent.turns import Row, TurnBook
 
 MIN_SHARED_PREFIX = 8  # shorter common prefixes are not worth a separate forward
-
-
-@dataclass
-class _Row:
-    episode: Episode
-    generator: torch.Generator
-    pending: list[int] = field(default_factory=list)  # ids appended but not yet in the cache
-    turn_ids: list[int] = field(default_factory=list)
-    turn_logprobs: list[float] = field(default_factory=list)
-    budget: int = 0
-    generating: bool = False
 
 
 @dataclass
@@ -89,22 +72,14 @@ def _prefill_groups(lengths: list[int], waste: float = 0.25) -> list[list[int]]:
     return groups
 
 
-class HFEngine:
+class HFEngine(TurnBook):
     """Runs rollouts of a transformers ``policy`` (``.model``, ``.tokenizer``, ``.renderer``)."""
 
     def __init__(self, policy: Any, settings: Any, on_finish: Callable[[Trajectory], None]) -> None:
+        super().__init__(policy.tokenizer, getattr(policy, "renderer", None), settings, on_finish)
         self.model = policy.model
-        self.tokenizer = policy.tokenizer
-        self.renderer: ChatRenderer = getattr(policy, "renderer", None) or ChatRenderer(self.tokenizer)
-        self.settings = settings
-        self.on_finish = on_finish
         self.device = getattr(policy, "device", None) or next(self.model.parameters()).device
-        pad = self.tokenizer.pad_token_id
-        self.pad_id = int(pad if pad is not None else self.renderer.stop_token_ids[0])
-        self.stop_ids = set(self.renderer.stop_token_ids)
-        self.trigger_ids = set(self.renderer.stop_trigger_ids())
         self.forward_calls = 0
-        self.generated_tokens = 0
         self.stats = EngineStats()
         self.prefix_len = 0
 
@@ -127,9 +102,9 @@ class HFEngine:
     def _run_all(self, requests: list[Any], env_factory: Callable[[Any], Any], size: int) -> list[Trajectory]:
         queue = deque(requests)
         out: list[Trajectory] = []
-        live: list[_Row] = []
+        live: list[Row] = []
         while queue and len(live) < size:
-            row = self._start(queue.popleft(), env_factory)
+            row = self.start(queue.popleft(), env_factory)
             out.append(row.episode.traj)
             if not row.episode.done:
                 live.append(row)
@@ -151,7 +126,7 @@ class HFEngine:
             live = self._refill(kv, live, queue, env_factory, prefix, out)
         return out
 
-    def _step(self, kv: KVBatch, live: list[_Row], slots: list[int]) -> None:
+    def _step(self, kv: KVBatch, live: list[Row], slots: list[int]) -> None:
         """One forward over ``slots`` (each feeds its pending tokens) and one sample per row."""
         rows = [live[i] for i in slots]
         logits = kv.forward(slots, [r.pending for r in rows])
@@ -169,14 +144,14 @@ class HFEngine:
         tokens, logprobs = sample_next(logits, [r.generator for r in rows], self.settings.temperature,
                                        self.settings.top_p, self.settings.greedy)
         for row, tok, lp in zip(rows, tokens, logprobs):
-            self._accept(row, tok, lp)
+            self.accept(row, tok, lp)
 
-    def _refill(self, kv: KVBatch, live: list[_Row], queue: deque, env_factory: Callable[[Any], Any],
-                prefix: list[int], out: list[Trajectory]) -> list[_Row]:
+    def _refill(self, kv: KVBatch, live: list[Row], queue: deque, env_factory: Callable[[Any], Any],
+                prefix: list[int], out: list[Trajectory]) -> list[Row]:
         """Seat queued requests in the slots of finished rows; drop the slots left empty."""
         for slot, row in enumerate(live):
             while row.episode.done and queue:
-                row = self._start(queue.popleft(), env_factory)
+                row = self.start(queue.popleft(), env_factory)
                 out.append(row.episode.traj)
                 if not row.episode.done:
                     live[slot] = row
@@ -187,7 +162,7 @@ class HFEngine:
             live = [live[i] for i in keep]
         return live
 
-    def _seat(self, kv: KVBatch, slot: int, row: _Row, prefix: list[int]) -> None:
+    def _seat(self, kv: KVBatch, slot: int, row: Row, prefix: list[int]) -> None:
         """Put ``row`` (its prompt pending) into ``slot``, starting from the shared prefix when its
         prompt begins with it (at least one prompt token stays pending, for the first logits)."""
         kv.reset(slot)
@@ -198,7 +173,7 @@ class HFEngine:
             self.stats.prefix_tokens += n
 
     @staticmethod
-    def _common_prefix(live: list[_Row]) -> list[int]:
+    def _common_prefix(live: list[Row]) -> list[int]:
         """The prompt prefix of the first batch worth computing once (>= MIN_SHARED_PREFIX tokens,
         shorter than every prompt); [] for a single row."""
         if len(live) < 2:
@@ -207,61 +182,3 @@ class HFEngine:
         for r in live[1:]:
             shared = next((i for i in range(shared) if r.pending[i] != first[i]), shared)
         return list(first[:shared]) if shared >= MIN_SHARED_PREFIX else []
-
-    def _start(self, req: Any, env_factory: Callable[[Any], Any]) -> _Row:
-        s = self.settings
-        ep = Episode(req.scenario, req.group_id, req.rollout_index, env_factory, s.max_turns)
-        row = _Row(ep, row_generator(s.seed, req.group_id, req.rollout_index))
-        if ep.done:
-            self._finished(row)
-            return row
-        prompt = open_prompt(ep, self.renderer, req.scenario, s.max_context_tokens)
-        if prompt is None:
-            self._finished(row)
-            return row
-        row.pending += prompt
-        row.budget = turn_budget(ep, s.max_new_tokens, s.max_context_tokens)
-        return row
-
-    # -- per token / per turn ------------------------------------------------------------------------
-    def _accept(self, row: _Row, tok: int, logprob: float) -> None:
-        traj = row.episode.traj
-        row.turn_ids.append(tok)
-        row.turn_logprobs.append(logprob)
-        traj.append([tok], "model", [logprob], turn=len(traj.turns))
-        self.generated_tokens += 1
-        on_eos = tok in self.stop_ids
-        complete = on_eos or (tok in self.trigger_ids
-                              and self.renderer.call_complete(self.renderer.decode(row.turn_ids)))
-        if not complete and len(row.turn_ids) < row.budget:
-            row.pending = [tok]
-            return
-        row.generating = False
-        self._end_turn(row, on_eos)
-
-    def _end_turn(self, row: _Row, on_eos: bool) -> None:
-        ep, s = row.episode, self.settings
-        traj = ep.traj
-        last = row.turn_ids[-1]
-        text = self.renderer.decode(row.turn_ids[:-1] if on_eos else row.turn_ids)
-        traj.messages.append({"role": "assistant", "content": text})
-        observation = ep.take_turn(text, num_tokens=len(row.turn_ids))
-        row.turn_ids, row.turn_logprobs = [], []
-        if observation is None:
-            self._finished(row)
-            return
-        added = append_result(ep, self.renderer, on_eos, observation, s.max_context_tokens)
-        if added is None:
-            self._finished(row)
-            return
-        row.pending = [last] + added
-        row.budget = turn_budget(ep, s.max_new_tokens, s.max_context_tokens)
-
-    def _finished(self, row: _Row) -> None:
-        traj = row.episode.traj
-        if self.settings.check_template and traj.messages and traj.finish_reason != "error":
-            problem = self.renderer.check(traj)
-            if problem is not None:
-                raise TemplateError(f"rollout {traj.scenario_id}/{traj.rollout_index}: {problem}")
-        self.on_finish(traj)
-

@@ -51,9 +51,16 @@ class SlotCache:
         self._write_rows: torch.Tensor | None = None  # [n, 1]
         self._write_cols: torch.Tensor | None = None  # [n, width]
         self._kv_len = 0
+        self.plan_rows: list[int] = []
+        self.plan_starts: list[int] = []
+        self.plan_sizes: list[int] = []
 
-    def plan(self, rows: torch.Tensor | None, lengths: torch.Tensor, width: int, kv_len: int) -> None:
-        """The next forward appends ``width`` columns at ``lengths`` to slots ``rows``."""
+    def plan(self, rows: torch.Tensor | None, lengths: torch.Tensor, width: int, kv_len: int,
+             described: tuple[list[int], list[int], list[int]] = ([], [], [])) -> None:
+        """The next forward appends ``width`` columns at ``lengths`` to slots ``rows``;
+        ``described``: (slots, their lengths before, their real chunk sizes) as lists, kept as
+        ``plan_rows``/``plan_starts``/``plan_sizes`` for whoever wraps the model."""
+        self.plan_rows, self.plan_starts, self.plan_sizes = described
         self._rows = rows
         slot_ids = rows if rows is not None else torch.arange(len(lengths), device=lengths.device)
         self._write_rows = slot_ids[:, None]
@@ -127,7 +134,8 @@ class KVBatch:
         kv_len = int(start.max()) + width
         every = list(rows) == list(range(self.slots))
         row_t = None if every else torch.tensor(list(rows), dtype=torch.long, device=self.device)
-        self.cache.plan(row_t, start, width, kv_len)
+        self.cache.plan(row_t, start, width, kv_len,
+                        (list(rows), [self.lengths[r] for r in rows], [len(c) for c in chunks]))
         positions = start[:, None] + torch.arange(width, device=self.device)[None, :]
         mask = torch.arange(kv_len, device=self.device)[None, None, :] <= positions[:, :, None]
         last = torch.tensor([len(c) - 1 for c in chunks], dtype=torch.long, device=self.device)
