@@ -81,16 +81,16 @@ def report(s: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from inboxrl.config import build_config
     from inboxrl.run.train import run_training
+    from inboxrl.settings.sources import build_settings
 
     args = parse_args(argv)
-    cfg = build_config({"max_steps": args.steps, "eval_steps": args.eval_steps, "output_dir": args.output_dir,
-                        "warm_start": not args.no_warm_start, "verbose": args.verbose or None,
-                        "run_baseline_eval": True})
+    cfg = build_settings(cli={"max_steps": args.steps, "eval_steps": args.eval_steps, "output_dir": args.output_dir,
+                              "warm_start": not args.no_warm_start, "verbose": args.verbose or None,
+                              "run_baseline_eval": True})
     started = time.time()
     run_training(cfg, resume=args.resume)
-    summary = summarize(Path(cfg.output_dir), time.time() - started)
+    summary = summarize(Path(cfg.run.output_dir), time.time() - started)
     print(report(summary))
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")

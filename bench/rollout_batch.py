@@ -36,26 +36,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     from inboxrl.agent.rollout import RolloutRequest, run_rollouts
-    from inboxrl.config import build_config
+    from inboxrl.cli import EVAL_SECTIONS
     from inboxrl.grpo.evaluation import eval_settings
     from inboxrl.run.data import resolve_data
+    from inboxrl.run.env import make_env_factory, make_run_judge
     from inboxrl.run.model import load_policy
-    from inboxrl.run.train import make_env_factory
+    from inboxrl.settings.sources import build_settings
 
     args = parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
-    cfg = build_config({"eval_dataset_size": args.rollouts, "max_turns": args.max_turns,
-                        "max_tokens": args.max_new_tokens, "use_lora": False,
-                        **({"model_name": args.model} if args.model == "default" else {"init_from": args.model})})
-    data = resolve_data(cfg)
-    policy = load_policy(cfg)
-    env_factory = make_env_factory(data.db_path, cfg)
+    cfg = build_settings(EVAL_SECTIONS, cli={
+        "eval_dataset_size": args.rollouts, "max_turns": args.max_turns, "max_tokens": args.max_new_tokens,
+        **({"model_name": args.model} if args.model == "default" else {"init_from": args.model})})
+    data = resolve_data(cfg.data, cfg.run.seed)
+    policy = load_policy(cfg.model, lora=False)
+    judge = make_run_judge(cfg.judge, cfg.run.output_dir)
+    env_factory = make_env_factory(data.db_path, judge, cfg.rollout.max_turns)
     requests = [RolloutRequest(scenario=s, group_id=i, rollout_index=0) for i, s in enumerate(data.validation)]
     print(f"{len(requests)} greedy rollouts, model {args.model} ({policy.model.dtype}), "
           f"max {args.max_turns} turns x {args.max_new_tokens} tokens")
     results = {}
     for size in sizes:
-        settings = dataclasses.replace(eval_settings(cfg), progress=False, batch_size=size or None)
+        settings = dataclasses.replace(eval_settings(cfg.rollout, cfg.eval, cfg.run.seed), progress=False, batch_size=size or None)
         start = time.perf_counter()
         trajs = run_rollouts(policy, requests, env_factory, settings)
         took = time.perf_counter() - start

@@ -32,20 +32,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def workload(rows: int, renderer):
-    from inboxrl.config import build_config
-    from inboxrl.email.eval_reference import judge_from_config
+    from inboxrl.cli import SFT_SECTIONS
     from inboxrl.email.store import EmailStore
     from inboxrl.run.data import resolve_data
-    from inboxrl.run.train import make_env_factory
+    from inboxrl.run.env import make_env_factory, make_run_judge
+    from inboxrl.run.warm_start import settings_from_config
+    from inboxrl.settings.sources import build_settings
     from inboxrl.sft.demos import collect_demonstrations
-    from inboxrl.sft.warm_start import settings_from_config
 
-    cfg = build_config({})
-    data = resolve_data(cfg)
+    cfg = build_settings(SFT_SECTIONS)
+    data = resolve_data(cfg.data, cfg.run.seed)
     settings, _ = settings_from_config(cfg)
     settings.num_demos = rows
-    demos = collect_demonstrations(EmailStore(data.db_path), data.train, judge_from_config(cfg), renderer,
-                                   make_env_factory(data.db_path, cfg), settings).trajectories
+    judge = make_run_judge(cfg.judge, cfg.run.output_dir)
+    demos = collect_demonstrations(EmailStore(data.db_path), data.train, judge, renderer,
+                                   make_env_factory(data.db_path, judge, cfg.rollout.max_turns), settings).trajectories
     rng = random.Random(0)
     for t in demos:
         for turn in t.turns:

@@ -6,7 +6,8 @@ import struct
 import time
 from pathlib import Path
 
-from inboxrl.agent.trajectory import ToolCall, Trajectory, Turn
+from inboxrl.agent.trajectory import Trajectory, Turn
+from inboxrl.email.types import ToolCall
 from inboxrl.email.rubric import Rubric
 
 

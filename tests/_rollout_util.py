@@ -9,11 +9,10 @@ from typing import Any
 import pytest
 import torch
 
-from inboxrl.agent.trajectory import ToolCall
+from inboxrl.email.types import Scenario, ToolCall
 from inboxrl.email.env import StepResult
 from inboxrl.email.judge import is_idk
 from inboxrl.email.rubric import FORMAT_ERROR, FOUND_REFERENCE, READ_REFERENCE, Rubric
-from inboxrl.email.types import Scenario
 
 SCHEMAS = [
     {"type": "function", "function": {"name": "search_emails", "description": "Search the inbox.",

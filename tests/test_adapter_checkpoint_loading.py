@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from inboxrl.config import TrainConfig
+from inboxrl.settings.sections import ModelConfig
 from inboxrl.policy.hf import LoraSpec, load_model, make_tiny_model
 from inboxrl.policy.loading import is_adapter_checkpoint
 from inboxrl.run.model import load_policy
@@ -48,8 +48,7 @@ def test_adapter_checkpoint_loads_merged_with_identical_logits(trained_adapter):
 
 def test_init_from_an_adapter_checkpoint_gives_a_fresh_lora_on_the_merged_model(trained_adapter):
     root, _ = trained_adapter
-    cfg = TrainConfig(mode="masked", init_from=str(root / "checkpoint-0004"), dtype="fp32", lora_r=2,
-                      lora_alpha=4)
+    cfg = ModelConfig(init_from=str(root / "checkpoint-0004"), dtype="fp32", lora_r=2, lora_alpha=4)
     policy = load_policy(cfg, device="cpu")
     names = [n for n, p in policy.model.named_parameters() if p.requires_grad]
     assert names and all("lora" in n for n in names)

@@ -8,7 +8,8 @@ import pytest
 from _rollout_util import QWEN_TEMPLATE, SCHEMAS, scenario
 from inboxrl.agent.chat import ChatRenderer, TemplateError
 from inboxrl.agent.parsing import parse_tool_call
-from inboxrl.agent.trajectory import ToolCall, Trajectory
+from inboxrl.agent.trajectory import Trajectory
+from inboxrl.email.types import ToolCall
 from inboxrl.policy.hf import default_tokenizer
 
 

@@ -3,13 +3,12 @@ import json
 
 import pytest
 
-from inboxrl.agent.trajectory import ToolCall
+from inboxrl.email.types import Email, Scenario, ToolCall
 from inboxrl.email.env import EmailTaskEnv, StepResult
 from inboxrl.email.judge import NormalizedJudge, Verdict
 from inboxrl.email.rubric import (FORMAT_ERROR, FOUND_REFERENCE, INVALID_READ, READ_REFERENCE,
                                   REPEATED_SEARCH, ZERO_RESULTS, outcome_reward, process_reward)
 from inboxrl.email.store import EmailStore, build_store
-from inboxrl.email.types import Email, Scenario
 
 ALICE, BOB = "alice@corp.com", "bob@corp.com"
 EMAILS = [

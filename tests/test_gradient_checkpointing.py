@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from inboxrl.config import TrainConfig
 from inboxrl.grpo.update import UpdateSettings, policy_update
 from inboxrl.policy.hf import make_tiny_model
 from inboxrl.run.model import load_policy
-from inboxrl.sft.warm_start import load_sft_policy
+from inboxrl.run.warm_start import load_sft_policy
+from inboxrl.settings.sections import ModelConfig, SFTConfig
 from test_forward_shared_prefix import _batch
 
 
@@ -27,16 +27,16 @@ def _checkpointed_layers(model) -> int:
 
 
 def test_config_turns_it_on_for_grpo_and_sft(tiny_dir):
-    on = TrainConfig(mode="masked", model_name=str(tiny_dir), dtype="fp32", gradient_checkpointing=True)
-    off = TrainConfig(mode="masked", model_name=str(tiny_dir), dtype="fp32")
+    on = ModelConfig(model_name=str(tiny_dir), dtype="fp32", gradient_checkpointing=True)
+    off = ModelConfig(model_name=str(tiny_dir), dtype="fp32")
     assert not off.gradient_checkpointing
     assert _checkpointed_layers(load_policy(off, device="cpu").model) == 0
     n = _checkpointed_layers(load_policy(on, device="cpu").model)
-    assert n > 0 and n == _checkpointed_layers(load_sft_policy(on, str(tiny_dir)).model)
+    assert n > 0 and n == _checkpointed_layers(load_sft_policy(on, SFTConfig(), str(tiny_dir)).model)
 
 
 def _update(tiny_dir, checkpointing: bool):
-    cfg = TrainConfig(mode="masked", model_name=str(tiny_dir), dtype="fp32", lora_r=4, lora_alpha=8,
+    cfg = ModelConfig(model_name=str(tiny_dir), dtype="fp32", lora_r=4, lora_alpha=8,
                       gradient_checkpointing=checkpointing)
     torch.manual_seed(0)
     model = load_policy(cfg, device="cpu").model

@@ -7,8 +7,8 @@ import re
 from rich.console import Console
 
 from _logs_util import make_traj
-from inboxrl.agent.trajectory import ToolCall, Turn
-from inboxrl.email.types import Scenario
+from inboxrl.agent.trajectory import Turn
+from inboxrl.email.types import Scenario, ToolCall
 from inboxrl.logs import console_step as fmt
 from inboxrl.logs.console import ConsoleLog
 from inboxrl.logs.eval_stats import eval_statistics

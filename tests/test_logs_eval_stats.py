@@ -149,7 +149,8 @@ def test_load_baseline_user_formats(tmp_path):
 
 
 def test_protocol_rates_are_part_of_every_eval():
-    from inboxrl.agent.trajectory import ToolCall, Turn
+    from inboxrl.agent.trajectory import Turn
+    from inboxrl.email.types import ToolCall
     from inboxrl.logs.console_eval import rubric_rows
 
     search = ToolCall("search_emails", {"keywords": ["x"]})

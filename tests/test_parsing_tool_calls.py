@@ -5,7 +5,7 @@ import time
 import pytest
 
 from inboxrl.agent.parsing import MAX_SCAN_CHARS, first_object_closed, parse_tool_call
-from inboxrl.agent.trajectory import ToolCall
+from inboxrl.email.types import ToolCall
 
 
 @pytest.mark.parametrize("text", [

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import pytest
 
-from inboxrl.agent.trajectory import ToolCall
+from inboxrl.email.types import ToolCall
 from inboxrl.policy.openai_api import OpenAIAPIError, OpenAIChatPolicy
 
 Responder = Callable[[dict[str, Any], int], tuple[int, dict[str, Any] | str, float]]

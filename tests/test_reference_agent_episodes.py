@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from inboxrl.agent.trajectory import ToolCall
+from inboxrl.email.types import Email, Scenario, ToolCall
 from inboxrl.email.eval_reference import (evaluate_reference_agent, format_summary, print_summary,
                                           summarize)
 from inboxrl.email.judge import NormalizedJudge
@@ -14,7 +14,6 @@ from inboxrl.email.reference_agent import IDK, ReferenceAgent, run_reference_epi
 from inboxrl.email.rubric import FOUND_REFERENCE, READ_REFERENCE, ZERO_RESULTS, outcome_reward
 from inboxrl.email.store import EmailStore, build_store
 from inboxrl.email.synth import generate
-from inboxrl.email.types import Email, Scenario
 
 MAX_TURNS = 10
 
@@ -180,24 +179,27 @@ def test_summary_counts_tool_errors(corpus_db):
 def test_cli_main_on_configured_data(corpus_db, tmp_path, capsys):
     import argparse
 
-    from inboxrl.config import TrainConfig
-    from inboxrl.email.eval_reference import judge_from_config, main
+    from inboxrl.cli import EVAL_REFERENCE_SECTIONS
+    from inboxrl.run.env import make_run_judge
+    from inboxrl.run.reference import run_eval_reference
+    from inboxrl.settings.sections import JudgeConfig
+    from inboxrl.settings.sources import build_settings
     from inboxrl.email.judge import LLMJudge
     from inboxrl.email.synth import write_scenarios
 
     path, test = corpus_db
     scen = write_scenarios(test + [Scenario("tr1", "q?", "a", ["<x>"], ME, "2001-01-01", split="train")],
                            tmp_path / "scenarios.jsonl")
-    cfg = TrainConfig(db_path=str(path), scenarios_path=str(scen), max_turns=10, eval_dataset_size=20,
-                      output_dir=str(tmp_path / "out"))
-    assert main(argparse.Namespace(agent_mode="read"), cfg) == 0
+    cfg = build_settings(EVAL_REFERENCE_SECTIONS, env={}, cli=dict(
+        db_path=str(path), scenarios_path=str(scen), max_turns=10, eval_dataset_size=20,
+        output_dir=str(tmp_path / "out")))
+    assert run_eval_reference(argparse.Namespace(agent_mode="read"), cfg) == 0
     out = capsys.readouterr().out
     assert "20 validation scenarios" in out and "reference agent [read] on 20 scenarios" in out
     accuracy = float(out.split("accuracy ")[1].split()[0])
     assert accuracy >= 0.9
-    llm_cfg = TrainConfig(judge="llm", judge_base_url="http://127.0.0.1:9/v1", judge_model="m",
-                          output_dir=str(tmp_path / "out"))
-    j = judge_from_config(llm_cfg)
+    llm = JudgeConfig(judge="llm", judge_base_url="http://127.0.0.1:9/v1", judge_model="m")
+    j = make_run_judge(llm, tmp_path / "out")
     assert isinstance(j, LLMJudge) and str(j.cache_dir).endswith("judge_cache")
 
 

@@ -4,7 +4,7 @@ import pytest
 from _rollout_util import ScriptedModel, one_thread  # noqa: F401
 from inboxrl.agent.chat import ChatRenderer
 from inboxrl.agent.rollout import RolloutRequest, RolloutSettings, run_rollouts
-from inboxrl.agent.trajectory import ToolCall
+from inboxrl.email.types import ToolCall
 from inboxrl.email import synth
 from inboxrl.email.env import EmailTaskEnv
 from inboxrl.email.judge import make_judge

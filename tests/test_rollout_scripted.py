@@ -6,7 +6,7 @@ import pytest
 from _rollout_util import QWEN_TEMPLATE, SCHEMAS, FakeEnv, ScriptedModel, one_thread, scenario  # noqa: F401
 from inboxrl.agent.chat import ChatRenderer
 from inboxrl.agent.rollout import RolloutRequest, RolloutSettings, run_rollouts
-from inboxrl.agent.trajectory import ToolCall
+from inboxrl.email.types import ToolCall
 from inboxrl.policy.hf import HFPolicy, make_tiny_model
 
 SEARCH = ToolCall("search_emails", {"keywords": ["lease"]})

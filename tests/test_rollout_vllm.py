@@ -213,12 +213,16 @@ def test_sync_pushes_a_new_adapter_per_step_or_the_full_weights(tmp_path, one_th
     backend = RecordingBackend()
     sampler = VLLMSampler(backend, adapter_dir=tmp_path)
     sampler.sync(model, step=0)
-    assert [n for n, _ in backend.weights] == list(model.state_dict())
-    assert torch.equal(dict(backend.weights)["lm_head.weight"], model.lm_head.weight)
+    assert [n for n, _ in backend.weights] == [n for n, _ in model.named_parameters()]
+    assert torch.equal(dict(backend.weights)["model.embed_tokens.weight"], model.model.embed_tokens.weight)
+    names = [n for n, _ in backend.weights]
     lora = apply_lora(model, LoraSpec(r=4, target_modules=["q_proj", "v_proj"]))
+    sampler.start(lora, step=0)  # base weights under their checkpoint names, then the adapter
+    assert [n for n, _ in backend.weights] == names
     for step in (1, 2):
         sampler.sync(lora, step=step)
-    assert backend.adapters == [("step_0001", 2, str(tmp_path / "step_0001")),
+    assert backend.adapters == [("step_0000", 1, str(tmp_path / "step_0000")),
+                                ("step_0001", 2, str(tmp_path / "step_0001")),
                                 ("step_0002", 3, str(tmp_path / "step_0002"))]
     assert (tmp_path / "step_0002" / "adapter_config.json").exists() and sampler.version == 3
 

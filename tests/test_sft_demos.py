@@ -9,7 +9,7 @@ from _rollout_util import ScriptedModel
 
 from inboxrl.agent.chat import ChatRenderer
 from inboxrl.agent.rollout import RolloutRequest, RolloutSettings, run_rollouts
-from inboxrl.agent.trajectory import ToolCall
+from inboxrl.email.types import ToolCall
 from inboxrl.email.env import EmailTaskEnv
 from inboxrl.email.judge import make_judge
 from inboxrl.email.reference_agent import ReferenceAgent, run_reference_episode

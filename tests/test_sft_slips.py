@@ -10,14 +10,16 @@ import random
 import pytest
 
 from inboxrl.agent.chat import ChatRenderer
-from inboxrl.agent.trajectory import ToolCall
-from inboxrl.config import ConfigError, TrainConfig
+from inboxrl.email.types import ToolCall
 from inboxrl.email.rubric import ZERO_RESULTS
 from inboxrl.email.judge import NormalizedJudge
 from inboxrl.email.reference_agent import ReferenceAgent, run_reference_episode
 from inboxrl.grpo.batching import make_micro_batches
 from inboxrl.sft.demos import DemoSettings, call_pattern, collect_demonstrations, render_calls
-from inboxrl.sft.warm_start import settings_from_config
+from inboxrl.run.warm_start import settings_from_config
+from inboxrl.settings.base import ConfigError
+from inboxrl.settings.sections import SFTConfig
+from inboxrl.settings.sources import build_settings
 
 from test_reference_agent_episodes import QUESTION, scenario, small_store  # noqa: F401 (fixture)
 from test_sft_demos import MAX_CTX, MAX_NEW, MAX_TURNS, tiny, world  # noqa: F401 (fixtures)
@@ -123,13 +125,12 @@ def test_collected_slip_demos_all_recover_from_an_empty_search(world, tiny):
 
 
 def test_slip_probability_reaches_the_demo_agent_and_is_validated():
-    cfg = TrainConfig(mode="masked", sft_slip_prob=0.5)
-    demos, _ = settings_from_config(cfg)
+    demos, _ = settings_from_config(build_settings(env={"SFT_SLIP_PROB": "0.5"}))
     assert demos.agent_options["p_slip"] == 0.5
-    assert TrainConfig(mode="masked").sft_slip_prob == 0.3
+    assert SFTConfig().sft_slip_prob == 0.3
     for bad in (-0.1, 1.0):
         with pytest.raises(ConfigError, match="sft_slip_prob"):
-            TrainConfig(mode="masked", sft_slip_prob=bad).validate()
+            SFTConfig(sft_slip_prob=bad)
 
 
 def test_unknown_token_source_is_refused():

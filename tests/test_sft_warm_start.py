@@ -6,12 +6,15 @@ import json
 import pytest
 import torch
 
-from inboxrl.config import TrainConfig
 from inboxrl.email.store import build_store
 from inboxrl.email.synth import generate
 from inboxrl.logs.console import ConsoleLog
 from inboxrl.policy.hf import load_model, make_tiny_model
 from inboxrl.run.data import RunData
+from inboxrl.cli import SFT_SECTIONS
+from inboxrl.run import warm_start as run_ws
+from inboxrl.settings.sections import Settings
+from inboxrl.settings.sources import build_settings
 from inboxrl.sft import warm_start as ws
 
 
@@ -29,20 +32,20 @@ def setup(tmp_path_factory):
     return root, data
 
 
-def _cfg(root, **kw) -> TrainConfig:
+def _cfg(root, **kw) -> Settings:
     base = dict(model_name=str(root / "base"), output_dir=str(root / "out"),
                 sft_cache_dir=str(root / "cache"),
                 sft_num_demos=2, sft_epochs=1, sft_batch_size=2, sft_use_lora=True, sft_lora_r=4, sft_learning_rate=1e-2,
                 sft_eval="none", max_tokens=96, max_context_tokens=4096, dtype="fp32")
     base.update(kw)
-    return TrainConfig(**base).validate()
+    return build_settings(SFT_SECTIONS, cli={k: str(v) for k, v in base.items()}, env={})
 
 
 def test_warm_start_is_a_merged_model_and_is_cached(setup, monkeypatch):
     root, data = setup
     cfg = _cfg(root, sft_eval="after")
     console = ConsoleLog()
-    path = ws.ensure_warm_start(cfg, data, console)
+    path = run_ws.ensure_warm_start(cfg, data, console)
     assert (path / ws.MARKER).is_file() and path.parent == root / "cache"
     assert not (path / "adapter_config.json").exists()  # merged, not an adapter
     model, _ = load_model(path, dtype="fp32", device="cpu")
@@ -58,24 +61,24 @@ def test_warm_start_is_a_merged_model_and_is_cached(setup, monkeypatch):
 
     def boom(*a, **k):
         raise AssertionError("a cached warm start must not be rebuilt")
-    monkeypatch.setattr(ws, "_build", boom)
-    assert ws.ensure_warm_start(cfg, data, console) == path  # reused
+    monkeypatch.setattr(run_ws, "_build", boom)
+    assert run_ws.ensure_warm_start(cfg, data, console) == path  # reused
     with pytest.raises(AssertionError):
-        ws.ensure_warm_start(cfg, data, console, force=True)
+        run_ws.ensure_warm_start(cfg, data, console, force=True)
     assert (path / ws.MARKER).is_file()  # a failed rebuild leaves the cached one in place
     other = _cfg(root, sft_eval="after", sft_learning_rate=2e-2)
-    assert ws.warm_start_key(other, data, str(root / "base"))[0] != path.name
+    assert ws.warm_start_key(run_ws.key_settings(other), data, str(root / "base"))[0] != path.name
     assert not any(p.name.startswith(".") and p.is_dir() for p in (root / "cache").iterdir())
 
 
 def test_key_depends_on_data_and_model(setup):
     root, data = setup
     cfg = _cfg(root)
-    key, _ = ws.warm_start_key(cfg, data, str(root / "base"))
+    key, _ = ws.warm_start_key(run_ws.key_settings(cfg), data, str(root / "base"))
     fewer = RunData(db_path=data.db_path, train=data.train[:3], validation=data.validation,
                     source=data.source)
-    assert ws.warm_start_key(cfg, fewer, str(root / "base"))[0] != key
-    assert ws.warm_start_key(cfg, data, "some/other-model")[0] != key
-    assert ws.warm_start_key(_cfg(root), data, str(root / "base"))[0] == key
+    assert ws.warm_start_key(run_ws.key_settings(cfg), fewer, str(root / "base"))[0] != key
+    assert ws.warm_start_key(run_ws.key_settings(cfg), data, "some/other-model")[0] != key
+    assert ws.warm_start_key(run_ws.key_settings(_cfg(root)), data, str(root / "base"))[0] == key
     for changed in (dict(sft_slip_prob=0.0), dict(sft_epochs=2), dict(sft_max_pattern_share=0.25)):
-        assert ws.warm_start_key(_cfg(root, **changed), data, str(root / "base"))[0] != key, changed
+        assert ws.warm_start_key(run_ws.key_settings(_cfg(root, **changed)), data, str(root / "base"))[0] != key, changed

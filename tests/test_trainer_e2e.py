@@ -19,13 +19,14 @@ import pytest
 import torch
 
 from inboxrl.cli import main as cli_main
-from inboxrl.config import ConfigError, build_config
 from inboxrl.email.synth import make_data
 from inboxrl.grpo.trainer import GRPOTrainer
 from inboxrl.logs.console import ConsoleLog
 from inboxrl.policy.hf import load_model, make_tiny_model
-from inboxrl.run.resume_settings import run_settings, settings_differences
-from inboxrl.run.train import build_trainer, fit, restore
+from inboxrl.run.train import build_trainer
+from inboxrl.settings.base import ConfigError
+from inboxrl.settings.resume import settings_differences
+from inboxrl.settings.sources import build_settings
 
 from _logs_util import read_wandb_history_keys
 
@@ -47,7 +48,7 @@ def settings(assets, out, **over):
                eval_dataset_size=2, train_dataset_size=6, dtype="fp32", learning_rate=5e-3,
                warmup_steps=0, wandb_mode="disabled", seed=7)
     cli.update(over)
-    return build_config({k: str(v) for k, v in cli.items()}, env={})
+    return build_settings(cli={k: str(v) for k, v in cli.items()}, env={})
 
 
 def token_parity_reward(trainer: GRPOTrainer) -> None:
@@ -72,8 +73,8 @@ def run(cfg, until=None, resume=False):
     torch.set_num_threads(1)
     trainer = build_trainer(cfg, ConsoleLog(verbose=False))
     token_parity_reward(trainer)
-    restore(trainer, resume=resume, resume_from=None, fresh=False)
-    return fit(trainer, until_step=until)
+    trainer.restore(resume=resume, resume_from=None, fresh=False)
+    return trainer.fit(until_step=until)
 
 
 KEYS = ("avg_reward", "loss", "policy_loss", "grad_norm", "learning_rate", "trainable_tokens", "groups_kept")
@@ -118,7 +119,7 @@ def test_a_new_best_eval_saves_a_loadable_best_checkpoint(assets, tmp_path):
     token_parity_reward(trainer)
     note_eval = trainer.note_eval
     trainer.note_eval = lambda step, result: note_eval(step, result) or step == 2  # step 2 beats step 0
-    state = fit(trainer)
+    state = trainer.fit()
     best = out / "best"
     assert state.step == 2 and state.best_checkpoint == str(best)
     assert (best / "adapter_model.safetensors").is_file() and (best / "tokenizer_config.json").is_file()
@@ -133,6 +134,7 @@ def test_resume_with_different_run_settings_stops_with_the_differences(assets, t
     run(settings(assets, out), until=2)
     saved = json.loads((out / "checkpoints" / "checkpoint-0002" / "trainer_state.json").read_text())
     assert saved["settings"]["learning_rate"] == pytest.approx(5e-3) and saved["step"] == 2
+    assert saved["settings"] == json.loads((out / "config.json").read_text())  # one record of the run
     with pytest.raises(ConfigError) as err:
         run(settings(assets, out, learning_rate=1e-3, num_generations=4), resume=True)
     msg = str(err.value)
@@ -145,12 +147,26 @@ def test_resume_with_different_run_settings_stops_with_the_differences(assets, t
 
 
 def test_only_run_defining_settings_count_as_differences(assets, tmp_path):
-    cfg = settings(assets, tmp_path)
-    saved = run_settings(cfg)
-    assert settings_differences(cfg, saved) == []
-    changed = dict(saved, output_dir="/elsewhere", wandb_mode="offline", token_budget=1, lr_scheduler="linear")
-    assert settings_differences(cfg, changed) == ["lr_scheduler='cosine' (run: 'linear')"]
-    assert settings_differences(cfg, {"learning_rate": 5e-3}) == []  # settings a run did not record
+    now = settings(assets, tmp_path).flat()
+    assert settings_differences(now, now) == []
+    changed = dict(now, output_dir="/elsewhere", wandb_mode="offline", token_budget=1, lr_scheduler="linear")
+    assert settings_differences(now, changed) == ["lr_scheduler='cosine' (run: 'linear')"]
+    assert settings_differences(now, {"learning_rate": 5e-3}) == []  # settings a run did not record
+
+
+def test_a_warm_start_is_recorded_as_the_runs_init_from(assets, tmp_path, monkeypatch):
+    """``--warm-start`` resolves ``init_from`` before anything is recorded: config.json, wandb's
+    config and every checkpoint describe the run that trained (starting from the warm start)."""
+    import inboxrl.run.warm_start as warm
+
+    calls = []
+    monkeypatch.setattr(warm, "ensure_warm_start", lambda s, data, console: calls.append(s) or assets["model"])
+    cfg = settings(assets, tmp_path / "run", warm_start="true", max_steps=1)
+    trainer = build_trainer(cfg, ConsoleLog(verbose=False))
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert recorded["init_from"] == assets["model"] and recorded["warm_start"] is True
+    assert dict(trainer.settings.recorded) == recorded
+    assert calls[0].sft.sft_eval == "none" and cfg.model.init_from == ""  # the built settings are untouched
 
 
 @pytest.mark.parametrize("env,needle", [

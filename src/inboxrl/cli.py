@@ -1,7 +1,8 @@
-"""``inboxrl`` command line: train | sft | eval | eval-reference | build-db | make-data | report.
+"""``inboxrl`` command line: train | sft | eval | eval-reference | build-db | make-data | report | view.
 
-Every command stops with one readable ``error: ...`` line and exit status 2 on a bad setting,
-a missing database or an unreadable data file.
+Each command builds and validates only the settings sections it uses (``--help`` lists them,
+grouped by section). Every command stops with one readable ``error: ...`` line and exit status
+2 on a bad setting, a missing database or an unreadable data file.
 """
 from __future__ import annotations
 
@@ -9,34 +10,35 @@ import argparse
 import sys
 from typing import Callable, Sequence
 
-from inboxrl.config import ConfigError, add_config_arguments, config_from_args
+from inboxrl.settings.base import ConfigError
+from inboxrl.settings.sections import (SECTIONS, DataConfig, EvalConfig, JudgeConfig, ModelConfig, RolloutConfig,
+                                       RunConfig, SFTConfig, UpdateConfig)
+from inboxrl.settings.sources import add_settings_arguments, settings_from_args
 
-
-def _train_parser(sub) -> None:
-    p = sub.add_parser("train", help="GRPO training (the same as python train_grpo.py)")
-    add_config_arguments(p)
-    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in output_dir")
-    p.add_argument("--resume-from", default=None, help="continue from this checkpoint directory")
-    p.add_argument("--fresh", action="store_true", help="ignore existing checkpoints")
-    p.set_defaults(func=cmd_train)
+# the settings sections each command reads
+TRAIN_SECTIONS = SECTIONS
+SFT_SECTIONS = (RunConfig, DataConfig, JudgeConfig, ModelConfig, RolloutConfig, UpdateConfig, EvalConfig, SFTConfig)
+EVAL_SECTIONS = (RunConfig, DataConfig, JudgeConfig, ModelConfig, RolloutConfig, EvalConfig)
+EVAL_REFERENCE_SECTIONS = (RunConfig, DataConfig, JudgeConfig, RolloutConfig)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from inboxrl.run.train import run_training
 
-    cfg = config_from_args(args)
-    run_training(cfg, resume=args.resume, resume_from=args.resume_from, fresh=args.fresh)
+    settings = settings_from_args(args, TRAIN_SECTIONS)
+    run_training(settings, resume=args.resume, resume_from=args.resume_from, fresh=args.fresh)
     return 0
 
 
 def cmd_sft(args: argparse.Namespace) -> int:
     from inboxrl.logs.console import ConsoleLog
     from inboxrl.run.data import resolve_data
-    from inboxrl.sft.warm_start import ensure_warm_start
+    from inboxrl.run.warm_start import ensure_warm_start
 
-    cfg = config_from_args(args)
-    console = ConsoleLog(verbose=cfg.verbose)
-    path = ensure_warm_start(cfg, resolve_data(cfg), console, force=args.force)
+    settings = settings_from_args(args, SFT_SECTIONS)
+    console = ConsoleLog(verbose=settings.run.verbose)
+    data = resolve_data(settings.data, settings.run.seed)
+    path = ensure_warm_start(settings, data, console, force=args.force)
     console.info(f"Warm-start model: {path}  (start GRPO from it with: inboxrl train --init-from {path})")
     return 0
 
@@ -44,18 +46,18 @@ def cmd_sft(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from inboxrl.run.evaluate import run_eval_command
 
-    return run_eval_command(args, config_from_args(args))
+    return run_eval_command(args, settings_from_args(args, EVAL_SECTIONS))
 
 
 def cmd_eval_reference(args: argparse.Namespace) -> int:
-    from inboxrl.email.eval_reference import main as eval_reference_main
+    from inboxrl.run.reference import run_eval_reference
 
-    return eval_reference_main(args, config_from_args(args))
+    return run_eval_reference(args, settings_from_args(args, EVAL_REFERENCE_SECTIONS))
 
 
 def cmd_build_db(args: argparse.Namespace) -> int:
     from inboxrl.email.ingest import build_db
-    from inboxrl.email.store import BuildOptions
+    from inboxrl.email.build_report import BuildOptions
 
     options = BuildOptions(max_body_chars=args.max_body_chars, max_recipients=args.max_recipients)
     report, ingest_report = build_db(args.source, kind=args.kind, db_path=args.db, owner=args.owner,
@@ -88,6 +90,29 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings_parsers(sub) -> None:
+    p = sub.add_parser("train", help="GRPO training (the same as python train_grpo.py)")
+    add_settings_arguments(p, TRAIN_SECTIONS)
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in output_dir")
+    p.add_argument("--resume-from", default=None, help="continue from this checkpoint directory")
+    p.add_argument("--fresh", action="store_true", help="ignore existing checkpoints")
+    p.set_defaults(func=cmd_train)
+    p = sub.add_parser("sft", help="warm start: SFT on reference-agent demonstrations")
+    add_settings_arguments(p, SFT_SECTIONS)
+    p.add_argument("--force", action="store_true", help="rebuild even if a cached warm start exists")
+    p.set_defaults(func=cmd_sft)
+    p = sub.add_parser("eval", help="evaluate a model (local or OpenAI-compatible API) on validation scenarios")
+    add_settings_arguments(p, EVAL_SECTIONS)
+    p.add_argument("--api-base-url", default=None, help="evaluate an OpenAI-compatible endpoint instead")
+    p.add_argument("--api-model", default=None, help="model name at that endpoint")
+    p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="env var holding the API key")
+    p.set_defaults(func=cmd_eval)
+    p = sub.add_parser("eval-reference", help="run the scripted reference agent over validation scenarios")
+    add_settings_arguments(p, EVAL_REFERENCE_SECTIONS)
+    p.add_argument("--agent-mode", default="read", choices=["read", "snippet"])
+    p.set_defaults(func=cmd_eval_reference)
+
+
 def _data_parsers(sub) -> None:
     p = sub.add_parser("build-db", help="build the SQLite FTS5 email store from real mail")
     p.add_argument("source", help="parquet file/dir, maildir tree, or mbox file")
@@ -108,25 +133,26 @@ def _data_parsers(sub) -> None:
     p.set_defaults(func=cmd_report)
 
 
+def _view_parser(sub) -> None:
+    from inboxrl.view.cli import add_arguments
+
+    p = sub.add_parser("view", help="write an HTML run viewer into OUTPUT_DIR/view (steps, groups, turns, evals)")
+    add_arguments(p)
+    p.set_defaults(func=cmd_view)
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    from inboxrl.view.cli import main as view_main
+
+    return view_main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="inboxrl", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    _train_parser(sub)
-    p = sub.add_parser("sft", help="warm start: SFT on reference-agent demonstrations")
-    add_config_arguments(p)
-    p.add_argument("--force", action="store_true", help="rebuild even if a cached warm start exists")
-    p.set_defaults(func=cmd_sft)
-    p = sub.add_parser("eval", help="evaluate a model (local or OpenAI-compatible API) on validation scenarios")
-    add_config_arguments(p)
-    p.add_argument("--api-base-url", default=None, help="evaluate an OpenAI-compatible endpoint instead")
-    p.add_argument("--api-model", default=None, help="model name at that endpoint")
-    p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="env var holding the API key")
-    p.set_defaults(func=cmd_eval)
-    p = sub.add_parser("eval-reference", help="run the scripted reference agent over validation scenarios")
-    add_config_arguments(p)
-    p.add_argument("--agent-mode", default="read", choices=["read", "snippet"])
-    p.set_defaults(func=cmd_eval_reference)
+    _settings_parsers(sub)
     _data_parsers(sub)
+    _view_parser(sub)
     return parser
 
 

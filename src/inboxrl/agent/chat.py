@@ -31,8 +31,8 @@ from typing import Any, Sequence
 from inboxrl.agent import prompts
 from inboxrl.agent.parsing import (TOOL_CALL_CLOSE, TOOL_CALL_OPEN, first_object_closed,
                                    parse_tool_call)
-from inboxrl.agent.trajectory import ToolCall, Trajectory
-from inboxrl.email.types import Scenario
+from inboxrl.agent.trajectory import Trajectory
+from inboxrl.email.types import Scenario, ToolCall
 
 __all__ = ["ChatRenderer", "TemplateError", "parse_tool_call", "Segment"]
 

@@ -12,7 +12,8 @@ import time
 from typing import Any, Callable
 
 from inboxrl.agent.parsing import parse_tool_call
-from inboxrl.agent.trajectory import ToolCall, Trajectory, Turn
+from inboxrl.agent.trajectory import Trajectory, Turn
+from inboxrl.email.types import ToolCall
 from inboxrl.email.judge import is_idk
 from inboxrl.email.rubric import Rubric, outcome_reward, process_reward
 

@@ -24,7 +24,7 @@ import json
 import re
 from typing import Any
 
-from inboxrl.agent.trajectory import ToolCall
+from inboxrl.email.types import ToolCall
 
 MAX_SCAN_CHARS = 65_536  # longer texts are truncated before scanning
 TOOL_CALL_OPEN = "<tool_call>"

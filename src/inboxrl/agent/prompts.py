@@ -17,8 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
-from inboxrl.agent.trajectory import ToolCall
-from inboxrl.email.types import Scenario
+from inboxrl.email.types import Scenario, ToolCall
 
 NATIVE_SYSTEM_PROMPT = (
     "You are an email research assistant. Answer the user's question about their inbox by "

@@ -27,6 +27,7 @@ from typing import Any, Callable, Sequence
 
 from inboxrl.agent.trajectory import Trajectory
 from inboxrl.email.types import Scenario
+from inboxrl.settings.sections import RolloutConfig
 
 
 @dataclass
@@ -61,6 +62,16 @@ class RolloutSettings:
             raise ValueError("top_p must be in (0, 1]")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError("batch_size must be >= 1 or None")
+
+    @classmethod
+    def from_config(cls, rollout: RolloutConfig, *, temperature: float, top_p: float, seed: int) -> "RolloutSettings":
+        """The one mapping of the ``rollout`` settings section to rollouts: the budget, batch size and
+        template check from the section; ``temperature`` 0 means greedy (evaluation)."""
+        greedy = temperature == 0
+        return cls(max_turns=rollout.max_turns, max_new_tokens=rollout.max_tokens,
+                   max_context_tokens=rollout.max_context_tokens, temperature=1.0 if greedy else temperature,
+                   top_p=top_p, greedy=greedy, seed=seed, check_template=rollout.check_template,
+                   batch_size=rollout.rollout_batch_size or None)
 
 
 @dataclass

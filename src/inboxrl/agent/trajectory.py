@@ -15,21 +15,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from inboxrl.email.rubric import Rubric
+from inboxrl.email.types import ToolCall
 
 SOURCES = ("system", "user", "tool", "model", "template", "injected")
 MODEL = "model"
 INJECTED = "injected"
-
-
-@dataclass
-class ToolCall:
-    """A parsed tool call: the tool's name and its JSON arguments."""
-
-    name: str
-    arguments: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "arguments": self.arguments}
 
 
 @dataclass

@@ -168,9 +168,15 @@ class ServerBackend:
 
 
 def vllm_weight_names(model: Any) -> list[tuple[str, Any]]:
-    """``(name, tensor)`` of a full (non-peft) transformers model as vLLM's ``load_weights`` takes
-    them (the Hugging Face checkpoint names)."""
-    return [(name, param.detach()) for name, param in model.state_dict().items()]
+    """``(name, tensor)`` of a transformers model's weights as vLLM's ``load_weights`` takes them
+    (the Hugging Face checkpoint names); for a peft model its base weights (adapter weights left
+    out, ``base_model.model.`` and ``.base_layer`` removed from the names)."""
+    out = []
+    for name, param in model.named_parameters():
+        if "lora_" in name:
+            continue
+        out.append((name.removeprefix("base_model.model.").replace(".base_layer", ""), param.detach()))
+    return out
 
 
 class VLLMSampler:
@@ -181,6 +187,14 @@ class VLLMSampler:
         self.backend = backend
         self.adapter_dir = Path(adapter_dir) if adapter_dir is not None else None
         self.version = 0
+
+    def start(self, model: Any, step: int) -> None:
+        """Before the first rollout: the trainer's weights (a warm start or a resumed run differ
+        from the model directory vLLM loaded), and a peft model's adapter as of ``step``."""
+        self.backend.wake()
+        self.backend.load_weights(vllm_weight_names(model))
+        if hasattr(model, "peft_config"):
+            self.sync(model, step)
 
     def sync(self, model: Any, step: int) -> None:
         """Push ``model`` (after the update of ``step``): a peft adapter as a new LoRARequest,

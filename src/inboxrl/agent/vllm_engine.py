@@ -34,13 +34,13 @@ from typing import Any, Callable, Sequence
 
 from inboxrl.agent.trajectory import Trajectory
 from inboxrl.agent.turns import Row, TurnBook
+from inboxrl.settings.base import ConfigError
+from inboxrl.settings.sections import VLLM_MISSING
 
-VLLM_MISSING = ("ROLLOUT_ENGINE=vllm needs vLLM and a CUDA GPU: install them with "
-                "`pip install 'inboxrl[vllm]'` on a GPU machine, or use ROLLOUT_ENGINE=hf")
 
-
-class EngineUnavailable(RuntimeError):
-    """The chosen rollout engine cannot run here (its package or its hardware is missing)."""
+class EngineUnavailable(ConfigError):
+    """The chosen rollout engine cannot run here (its package or its hardware is missing): a
+    settings error (one message, exit 2)."""
 
 
 def import_vllm() -> Any:

@@ -9,12 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from inboxrl.agent.trajectory import ToolCall
+from inboxrl.email.types import Scenario, ToolCall
 from inboxrl.email import tools
 from inboxrl.email.judge import Judge, is_idk
 from inboxrl.email.rubric import (FORMAT_ERROR, FOUND_REFERENCE, INVALID_READ, READ_REFERENCE,
                                   REPEATED_SEARCH, ZERO_RESULTS, Rubric)
-from inboxrl.email.types import Scenario
 
 FINISH_REASONS = ("answered", "idk", "max_turns", "context_overflow", "error")
 

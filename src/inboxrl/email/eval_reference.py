@@ -89,30 +89,3 @@ def print_summary(episodes: Sequence[ReferenceEpisode], mode: str = "",
     summary = summarize(episodes, mode)
     print(format_summary(summary), file=file)
     return summary
-
-
-def judge_from_config(cfg: Any) -> Judge:
-    """The judge a config asks for (``judge``, ``judge_base_url``, ``judge_model``,
-    ``judge_api_key_env``; the LLM judge caches under ``output_dir/judge_cache``)."""
-    from inboxrl.email.judge import make_judge
-
-    if cfg.judge == "llm":
-        return make_judge("llm", base_url=cfg.judge_base_url, model=cfg.judge_model,
-                          api_key_env=cfg.judge_api_key_env,
-                          cache_dir=str(Path(cfg.output_dir) / "judge_cache"))
-    return make_judge("normalized")
-
-
-def main(args: Any, cfg: Any) -> int:
-    """``inboxrl eval-reference``: run the reference agent (``args.agent_mode``) over the
-    run's validation scenarios (the configured data, or the embedded synthetic inbox) with
-    ``cfg.max_turns`` and ``cfg.seed``, and print the summary line. Returns 0."""
-    from inboxrl.run.data import resolve_data
-
-    data = resolve_data(cfg)
-    mode = getattr(args, "agent_mode", "read")
-    episodes = evaluate_reference_agent(data.db_path, data.validation, judge_from_config(cfg),
-                                        cfg.max_turns, mode, cfg.seed)
-    print(f"data: {data.source}; {len(data.validation)} validation scenarios; max_turns {cfg.max_turns}")
-    print_summary(episodes, mode)
-    return 0

@@ -26,13 +26,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from inboxrl.agent.trajectory import ToolCall
+from inboxrl.email.types import Scenario, ToolCall
 from inboxrl.email.answer_extract import contains_term, extract_answer, key_terms, match_score
 from inboxrl.email.env import EmailTaskEnv
 from inboxrl.email.judge import Judge
 from inboxrl.email.rubric import Rubric, outcome_reward
 from inboxrl.email.tools import ANSWER, READ, SEARCH
-from inboxrl.email.types import Scenario
 
 IDK = "I don't know"
 ROOMY_TURNS = 6  # turns left at the start for the agent to risk a too-narrow first search

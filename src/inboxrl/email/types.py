@@ -57,3 +57,14 @@ class Scenario:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Scenario":
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+@dataclass
+class ToolCall:
+    """A parsed tool call: the tool's name and its JSON arguments."""
+
+    name: str
+    arguments: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "arguments": self.arguments}

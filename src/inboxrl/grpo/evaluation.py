@@ -12,9 +12,9 @@ from typing import Callable, Sequence
 
 from inboxrl.agent.rollout import RolloutRequest, RolloutSettings, run_rollouts
 from inboxrl.agent.trajectory import Trajectory, save_jsonl
-from inboxrl.config import TrainConfig
 from inboxrl.email.types import Scenario
 from inboxrl.logs.eval_stats import eval_statistics, save_eval
+from inboxrl.settings.sections import EvalConfig, RolloutConfig
 
 
 @dataclass
@@ -35,21 +35,18 @@ class EvalResult:
         return {t.scenario_id: t.reward for t in self.trajectories}
 
 
-def eval_settings(cfg: TrainConfig) -> RolloutSettings:
-    greedy = cfg.eval_temperature == 0
-    return RolloutSettings(max_turns=cfg.max_turns, max_new_tokens=cfg.max_tokens,
-                           max_context_tokens=cfg.max_context_tokens,
-                           temperature=cfg.eval_temperature if not greedy else 1.0, top_p=1.0,
-                           greedy=greedy, seed=cfg.seed, check_template=cfg.check_template,
-                           batch_size=cfg.rollout_batch_size or None)
+def eval_settings(rollout: RolloutConfig, evaluation: EvalConfig, seed: int) -> RolloutSettings:
+    """Eval rollouts: the run's budget, ``eval_temperature`` (0 = greedy), no nucleus, the run's seed."""
+    return RolloutSettings.from_config(rollout, temperature=evaluation.eval_temperature, top_p=1.0, seed=seed)
 
 
-def evaluate(policy, scenarios: Sequence[Scenario], env_factory: Callable, cfg: TrainConfig, step: int,
-             baseline: dict[str, float] | None, output_dir: str | Path, save: bool = True) -> EvalResult:
+def evaluate(policy, scenarios: Sequence[Scenario], env_factory: Callable, settings: RolloutSettings,
+             step: int, baseline: dict[str, float] | None, output_dir: str | Path,
+             save: bool = True) -> EvalResult:
     """Run one rollout per validation scenario and compute/save the eval statistics."""
     t0 = time.time()
     requests = [RolloutRequest(scenario=s, group_id=i, rollout_index=0) for i, s in enumerate(scenarios)]
-    trajectories = run_rollouts(policy, requests, env_factory, eval_settings(cfg))
+    trajectories = run_rollouts(policy, requests, env_factory, settings)
     stats = eval_statistics(trajectories, step=step, eval_time=time.time() - t0, baseline_rewards=baseline)
     path = Path(output_dir) / "eval_logs" / f"eval_step_{step:04d}.json"
     if save:

@@ -1,4 +1,4 @@
-"""Multi-turn GRPO for the email agent.
+"""Multi-turn GRPO for the email agent: the training loop, top to bottom.
 
 For each step, B scenarios are drawn (seeded, epoch-based) and G rollouts of each are sampled
 by the rollout engine (the same function evaluation uses, with sampling instead of greedy).
@@ -17,47 +17,51 @@ The loss is the clipped surrogate with the sampling log-probs as π_old
 
 aggregated by ``token_mean`` (default), ``seq_mean`` or ``constant``, accumulated over
 micro-batches under a token budget, clipped, and applied with AdamW + warm-up/decay.
+
+:class:`GRPOTrainer` is the whole loop: :meth:`~GRPOTrainer.restore` (``--resume``),
+:meth:`~GRPOTrainer.fit` (baseline eval, then each step: rollout, advantages, update, logs,
+eval, checkpoint; early stopping; a final eval), with the rules themselves in their own modules
+(:mod:`~inboxrl.grpo.advantages`, :mod:`~inboxrl.grpo.update`, :mod:`~inboxrl.logs.metrics`).
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 from inboxrl.agent.rollout import RolloutRequest, RolloutSettings, run_rollouts
 from inboxrl.agent.trajectory import Trajectory, save_jsonl
-from inboxrl.config import TrainConfig
+from inboxrl.grpo import checkpoint as ckpt
 from inboxrl.grpo.advantages import assign_advantages
-from inboxrl.grpo.evaluation import EvalResult, evaluate
+from inboxrl.grpo.evaluation import EvalResult, eval_settings, evaluate
 from inboxrl.grpo.sampler import ScenarioSampler
+from inboxrl.grpo.state import TrainerState
 from inboxrl.grpo.update import UpdateSettings, policy_update
+from inboxrl.logs.eval_stats import load_baseline, save_baseline
 from inboxrl.logs.metrics import TrainingMetrics, build_training_metrics
+from inboxrl.settings.base import ConfigError
+from inboxrl.settings.resume import SETTINGS_KEY, check_resume_settings
+from inboxrl.settings.sections import (EvalConfig, GRPOConfig, LoopConfig, OptimConfig, RolloutConfig,
+                                       UpdateConfig)
+from inboxrl.utils.atomic import atomic_write_json
 
 
-@dataclass
-class TrainerState:
-    """What a checkpoint must restore besides weights, optimizer, scheduler and RNG."""
+@dataclass(frozen=True)
+class TrainerSettings:
+    """The sections the loop reads, and the run's settings as ``config.json`` records them (each
+    checkpoint records the same dict; a resume compares with it)."""
 
-    step: int = 0
-    cursor: int = 0
-    best_accuracy: float = -1.0
-    best_reward: float = -math.inf
-    best_step: int = -1
-    best_checkpoint: str | None = None
-    evals_without_improvement: int = 0
-    last_eval_step: int = -1
-    skipped_steps: int = 0
-    reward_history: list[float] = field(default_factory=list)
-    baseline: dict[str, float] | None = None
-
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainerState":
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+    mode: str
+    seed: int
+    output_dir: Path
+    grpo: GRPOConfig
+    rollout: RolloutConfig
+    update: UpdateConfig
+    optim: OptimConfig
+    loop: LoopConfig
+    eval: EvalConfig
+    recorded: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -67,51 +71,88 @@ class StepOutcome:
 
 
 class GRPOTrainer:
-    """The training loop; rollouts, advantages, update and logs live in their own modules."""
+    """The training loop: restore, baseline, steps with evals and checkpoints, stopping, final eval."""
 
-    def __init__(self, cfg: TrainConfig, policy, train_scenarios, val_scenarios, env_factory: Callable,
-                 optimizer, scheduler, console, sinks, checkpoints) -> None:
-        self.cfg, self.policy, self.env_factory = cfg, policy, env_factory
+    def __init__(self, settings: TrainerSettings, policy, train_scenarios, val_scenarios, env_factory: Callable,
+                 optimizer, scheduler, console, sinks, rollout_policy=None) -> None:
+        """``rollout_policy`` samples the rollouts and evals when it is not ``policy`` itself (a
+        vLLM policy, ``.vllm``: the trained model is pushed to it after every update)."""
+        self.settings, self.policy, self.env_factory = settings, policy, env_factory
+        self.rollout_policy = rollout_policy or policy
         self.val_scenarios = val_scenarios
         self.optimizer, self.scheduler = optimizer, scheduler
-        self.console, self.sinks, self.checkpoints = console, sinks, checkpoints
+        self.console, self.sinks = console, sinks
+        self.output_dir = Path(settings.output_dir)
+        self.checkpoints = self.output_dir / "checkpoints"
         self.state = TrainerState()
-        self.sampler = ScenarioSampler(train_scenarios, seed=cfg.seed)
-        self.output_dir = Path(cfg.output_dir)
+        self.sampler = ScenarioSampler(train_scenarios, seed=settings.seed)
 
-    # -- one step ------------------------------------------------------------------------
-    def rollout_settings(self, step: int, micro: int) -> RolloutSettings:
-        cfg = self.cfg
-        return RolloutSettings(max_turns=cfg.max_turns, max_new_tokens=cfg.max_tokens,
-                               max_context_tokens=cfg.max_context_tokens, temperature=cfg.temperature,
-                               top_p=cfg.top_p, greedy=False, seed=cfg.seed * 1_000_003 + step * 101 + micro,
-                               check_template=cfg.check_template, batch_size=cfg.rollout_batch_size or None)
+    # -- resume ----------------------------------------------------------------------------
+    def restore(self, resume: bool, resume_from: str | None, fresh: bool) -> None:
+        """Load the latest (``resume``) or a given (``resume_from``) checkpoint; the run's settings
+        must be the checkpoint's (``ConfigError`` listing the differences otherwise)."""
+        if fresh or not (resume or resume_from):
+            return
+        path = Path(resume_from) if resume_from else ckpt.latest_checkpoint(self.checkpoints)
+        if path is None:
+            self.console.info("No checkpoint to resume from: starting fresh")
+            return
+        if not path.exists():
+            raise ConfigError(f"resume_from {path} does not exist")
+        check_resume_settings(self.settings.recorded, ckpt.read_state(path), str(path))
+        state = ckpt.load_checkpoint(path, self.policy.model, self.optimizer, self.scheduler)
+        self.state = TrainerState.from_dict(state)
+        self.sampler.cursor = self.state.cursor
+        self.console.info(f"Resumed from {path} at step {self.state.step}")
 
-    def collect(self, step: int) -> tuple[list[Trajectory], list]:
-        """PHASE 1: B x G rollouts (x gradient_accumulation_steps batches), one group per scenario."""
-        cfg, trajectories, scenarios = self.cfg, [], []
-        for micro in range(cfg.gradient_accumulation_steps):
-            batch = self.sampler.next_batch(cfg.per_device_train_batch_size)
-            base = len(scenarios)
-            requests = [RolloutRequest(scenario=s, group_id=base + i, rollout_index=j)
-                        for i, s in enumerate(batch) for j in range(cfg.num_generations)]
-            scenarios += batch
-            trajectories += run_rollouts(self.policy, requests, self.env_factory,
-                                         self.rollout_settings(step, micro))
-        return trajectories, scenarios
+    # -- the loop --------------------------------------------------------------------------
+    def fit(self, until_step: int | None = None) -> TrainerState:
+        """Baseline eval, steps with periodic evals and checkpoints, early stopping, a final eval.
 
+        ``until_step`` stops after that step as an interrupted run would (tests of resume use it);
+        the schedule still spans ``max_steps``.
+        """
+        loop, s = self.settings.loop, self.state
+        vllm = getattr(self.rollout_policy, "vllm", None)
+        if vllm is not None:  # the sampler starts from the trainer's weights (warm start, resume)
+            vllm.start(self.policy.model, s.step)
+        self.baseline_eval()
+        last = min(self.settings.optim.max_steps, until_step or self.settings.optim.max_steps)
+        for step in range(s.step + 1, last + 1):
+            self.train_step(step)
+            s.step, s.cursor = step, self.sampler.cursor
+            best = False
+            if loop.eval_steps and step % loop.eval_steps == 0:
+                best = self.note_eval(step, self.run_eval(step))
+            if best or (loop.save_steps and step % loop.save_steps == 0) or step == last:
+                self.save(step, best)
+            reason = self.should_stop()
+            if reason:
+                self.console.info(f"Stopping early at step {step}: {reason}")
+                break
+        if s.step >= 1 and s.last_eval_step != s.step:
+            if self.note_eval(s.step, self.run_eval(s.step)):
+                self.save(s.step, True)
+        self.console.info(f"Best eval accuracy {max(s.best_accuracy, 0):.3f} at step {s.best_step}; "
+                          f"outputs in {self.output_dir}")
+        self.sinks.close()
+        atomic_write_json(self.output_dir / "trainer_state.json", s.to_dict())
+        return s
+
+    # -- one step: rollout, advantages, update, logs ----------------------------------------
     def train_step(self, step: int) -> StepOutcome:
-        cfg, log = self.cfg, self.console
+        g, log, max_steps = self.settings.grpo, self.console, self.settings.optim.max_steps
         t0 = time.time()
-        log.step_header(step, cfg.max_steps)
+        log.step_header(step, max_steps)
         log.phase(1, "ROLLOUT COLLECTION")
-        log.collecting(cfg.num_generations, cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps)
+        queries = g.per_device_train_batch_size * self.settings.optim.gradient_accumulation_steps
+        log.collecting(g.num_generations, queries)
         trajectories, scenarios = self.collect(step)
         rollout_time = time.time() - t0
 
         log.phase(2, "REWARDS & ADVANTAGES")
-        adv = assign_advantages(trajectories, mode=cfg.mode, process_weight=cfg.process_weight,
-                                min_group_std=cfg.min_group_std)
+        adv = assign_advantages(trajectories, mode=self.settings.mode, process_weight=g.process_weight,
+                                min_group_std=g.min_group_std)
         log.groups(trajectories, scenarios, adv)
 
         log.phase(3, "MICRO-BATCHING")
@@ -119,6 +160,9 @@ class GRPOTrainer:
         t1 = time.time()
         upd = policy_update(self.policy.model, self.optimizer, self.scheduler, trajectories,
                             self.update_settings(), pad_id=self.policy.tokenizer.pad_token_id)
+        vllm = getattr(self.rollout_policy, "vllm", None)
+        if vllm is not None:
+            vllm.sync(self.policy.model, step)
         training_time = time.time() - t1
         self.state.skipped_steps += int(upd.skipped)
         log.backprop(upd)
@@ -130,23 +174,60 @@ class GRPOTrainer:
             reward_history=self.state.reward_history, skipped_steps=self.state.skipped_steps)
         self.state.reward_history.append(metrics.avg_reward)
         log.group_summary(metrics)
-        log.step_summary(metrics, cfg.max_steps)
+        log.step_summary(metrics, max_steps)
         self.sinks.log_train(metrics)
         save_jsonl(trajectories, self.output_dir / "trajectories" / f"step_{step:04d}.jsonl")
         return StepOutcome(metrics=metrics, trajectories=trajectories)
 
-    def update_settings(self) -> UpdateSettings:
-        cfg = self.cfg
-        return UpdateSettings(num_iterations=cfg.num_iterations, epsilon_low=cfg.epsilon_low,
-                              epsilon_high=cfg.epsilon_high, aggregation=cfg.loss_aggregation,
-                              beta=cfg.beta, max_grad_norm=cfg.max_grad_norm, token_budget=cfg.token_budget,
-                              constant_norm=cfg.max_tokens * cfg.max_turns, temperature=cfg.temperature,
-                              share_prefix=cfg.share_prefix)
+    def collect(self, step: int) -> tuple[list[Trajectory], list]:
+        """PHASE 1: B x G rollouts (x gradient_accumulation_steps batches), one group per scenario."""
+        g, trajectories, scenarios = self.settings.grpo, [], []
+        for micro in range(self.settings.optim.gradient_accumulation_steps):
+            batch = self.sampler.next_batch(g.per_device_train_batch_size)
+            base = len(scenarios)
+            requests = [RolloutRequest(scenario=s, group_id=base + i, rollout_index=j)
+                        for i, s in enumerate(batch) for j in range(g.num_generations)]
+            scenarios += batch
+            trajectories += run_rollouts(self.rollout_policy, requests, self.env_factory,
+                                         self.rollout_settings(step, micro))
+        return trajectories, scenarios
 
-    # -- evaluation and stopping ----------------------------------------------------------
+    def rollout_settings(self, step: int, micro: int) -> RolloutSettings:
+        """Training rollouts: sampled at the GRPO temperature / top-p, seeded per step and batch."""
+        s = self.settings
+        return RolloutSettings.from_config(s.rollout, temperature=s.grpo.temperature, top_p=s.grpo.top_p,
+                                           seed=s.seed * 1_000_003 + step * 101 + micro)
+
+    def update_settings(self) -> UpdateSettings:
+        g, u, r = self.settings.grpo, self.settings.update, self.settings.rollout
+        return UpdateSettings(num_iterations=g.num_iterations, epsilon_low=g.epsilon_low,
+                              epsilon_high=g.epsilon_high, aggregation=g.loss_aggregation,
+                              beta=g.beta, max_grad_norm=u.max_grad_norm, token_budget=u.token_budget,
+                              constant_norm=r.max_tokens * r.max_turns, temperature=g.temperature,
+                              share_prefix=u.share_prefix, recompute_old_logprobs=g.recompute_old_logprobs,
+                              tis_cap=g.tis_cap)
+
+    # -- evaluation and stopping ------------------------------------------------------------
+    def baseline_eval(self) -> None:
+        """Step-0 eval of the untrained model (or the configured / saved baseline)."""
+        saved = self.output_dir / "eval_logs" / "baseline_eval.json"
+        if self.state.baseline is not None:
+            return
+        if self.settings.eval.baseline_file:
+            self.state.baseline = load_baseline(self.settings.eval.baseline_file)
+        elif self.settings.loop.run_baseline_eval:
+            result = self.run_eval(0)
+            save_baseline(self.output_dir, result.stats)
+            self.note_eval(0, result)
+            self.state.baseline = result.rewards_by_scenario()
+        elif saved.exists():
+            self.state.baseline = load_baseline(saved)
+            self.console.info(f"Baseline: reusing {saved}")
+
     def run_eval(self, step: int) -> EvalResult:
-        result = evaluate(self.policy, self.val_scenarios, self.env_factory, self.cfg, step,
-                          self.state.baseline, self.output_dir)
+        s = self.settings
+        result = evaluate(self.rollout_policy, self.val_scenarios, self.env_factory,
+                          eval_settings(s.rollout, s.eval, s.seed), step, self.state.baseline, self.output_dir)
         self.state.last_eval_step = step
         self.console.eval_report(result.stats, result.path)
         self.sinks.log_eval(result.stats, step)
@@ -164,9 +245,21 @@ class GRPOTrainer:
         return better
 
     def should_stop(self) -> str | None:
-        s, cfg = self.state, self.cfg
-        if s.best_accuracy >= cfg.target_accuracy:
-            return f"target accuracy {cfg.target_accuracy:.2f} reached (best {s.best_accuracy:.3f})"
-        if cfg.patience and s.evals_without_improvement >= cfg.patience:
-            return f"no improvement in {cfg.patience} evals (patience)"
+        s, loop = self.state, self.settings.loop
+        if s.best_accuracy >= loop.target_accuracy:
+            return f"target accuracy {loop.target_accuracy:.2f} reached (best {s.best_accuracy:.3f})"
+        if loop.patience and s.evals_without_improvement >= loop.patience:
+            return f"no improvement in {loop.patience} evals (patience)"
         return None
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def save(self, step: int, best: bool) -> None:
+        """Checkpoint ``step`` (with the run's settings); a new best also goes to ``{output_dir}/best``."""
+        s = self.state
+        s.step, s.cursor = step, self.sampler.cursor
+        state = dict(s.to_dict(), **{SETTINGS_KEY: dict(self.settings.recorded)})
+        path = ckpt.save_checkpoint(self.checkpoints, step, self.policy.model, self.optimizer, self.scheduler,
+                                    state, keep_last=self.settings.loop.keep_checkpoints)
+        if best:
+            s.best_checkpoint = str(ckpt.save_best(self.output_dir, path))
+            self.policy.tokenizer.save_pretrained(s.best_checkpoint)

@@ -7,11 +7,14 @@ accumulated gradient does not depend on the split), clip the gradient norm and s
 — unless the loss or the gradient norm is not finite, in which case the gradients are zeroed, the
 optimizer does not step, and the step is reported ``skipped`` (the trainer counts those).
 
-The forward pass (selective LM head, shared prompt prefix) is :mod:`inboxrl.grpo.forward`.
+The forward pass (selective LM head, shared prompt prefix) is :mod:`inboxrl.grpo.forward`; with
+several ranks, :mod:`inboxrl.grpo.grad_sync` makes the step one global update (the normaliser of
+the whole step, gradients summed over ranks).
 
 Sampler/trainer mismatch (:mod:`inboxrl.grpo.mismatch`): every step measures ``mismatch_kl``,
 ``probs_corr`` and ``max_logprob_gap`` between the sampling log-probs and the trainer's log-probs
-before the update (from the first pass, or from the recomputed π_old). With
+before the update (from the first pass, or from the recomputed π_old; with several ranks, on this
+rank's tokens). With
 ``recompute_old_logprobs`` π_old is the trainer's no-grad forward before the update, and with
 ``tis_cap`` C > 0 each token's surrogate is weighted by ``min(π_old / π_sampler, C)``; off
 (the default), π_old is the sampler's log-probs as in the original GRPO.
@@ -36,6 +39,7 @@ import torch
 from inboxrl.agent.trajectory import Trajectory
 from inboxrl.grpo.batching import MicroBatch, make_micro_batches
 from inboxrl.grpo.forward import policy_logprobs, reference_logprobs, trained_logprobs
+from inboxrl.grpo.grad_sync import GradSync, dummy_micro_batch
 from inboxrl.grpo.loss import AGGREGATIONS, aggregation_weights, batch_totals, grpo_loss, sft_loss
 from inboxrl.grpo.mismatch import MismatchMeter, MismatchStats, tis_weights
 
@@ -138,51 +142,66 @@ def _old_policy(model: torch.nn.Module, mbs: list[MicroBatch], s: UpdateSettings
 
 
 def _grpo_pass(model: torch.nn.Module, mbs: list[MicroBatch], weights: list[torch.Tensor],
-               refs: list[torch.Tensor] | None, s: UpdateSettings, old: _OldPolicy,
-               meter: MismatchMeter | None) -> dict[str, float]:
-    """Forward + backward of every micro-batch; ``meter`` (first pass, π_old = sampler) measures
-    the mismatch on the pass's own log-probs."""
+               refs: list[torch.Tensor] | None, s: UpdateSettings, sync: GradSync, pad_id: int,
+               old: _OldPolicy, meter: MismatchMeter | None) -> dict[str, float]:
+    """Forward + backward of this rank's micro-batches; the metrics summed over all ranks.
+    ``meter`` (first pass, π_old = sampler) measures the mismatch on the pass's own log-probs."""
     out = {"loss": 0.0, "policy_loss": 0.0, "kl": 0.0, "clipped": 0.0, "entropy": 0.0}
-    for i, mb in enumerate(mbs):
-        logp, entropy = trained_logprobs(model, mb, s.temperature, share_prefix=s.share_prefix)
-        if meter is not None:
-            meter.add(logp, mb.old_logprobs, mb.loss_mask)
-        parts = grpo_loss(logp, mb, weights[i], s.epsilon_low, s.epsilon_high, s.beta,
-                          refs[i] if refs is not None else None,
-                          old.logprobs[i] if old.logprobs is not None else None,
-                          old.is_weights[i] if old.is_weights is not None else None)
-        parts.loss.backward()
+    passes = sync.num_passes(len(mbs))
+    for i in range(passes):
+        real = i < len(mbs)
+        mb = mbs[i] if real else dummy_micro_batch(_device(model), 0 if pad_id is None else pad_id)
+        weight = weights[i] if real else torch.zeros_like(mb.loss_mask)
+        with sync.accumulate(model, last=i == passes - 1):
+            logp, entropy = sync.forward(model, mb, s.temperature, s.share_prefix)
+            if meter is not None and real:
+                meter.add(logp, mb.old_logprobs, mb.loss_mask)
+            parts = grpo_loss(logp, mb, weight, s.epsilon_low, s.epsilon_high, s.beta,
+                              refs[i] if refs is not None and real else None,
+                              old.logprobs[i] if old.logprobs is not None and real else None,
+                              old.is_weights[i] if old.is_weights is not None and real else None)
+            parts.loss.backward()
         out["loss"] += float(parts.loss.detach())
         out["policy_loss"] += parts.policy_loss
         out["kl"] += parts.kl
         out["clipped"] += parts.clipped_tokens
         out["entropy"] += float(entropy.sum())
-    return out
+    return sync.sum(out) if sync.distributed else out
 
 
 def _prepare(model: torch.nn.Module, trajectories: Sequence[Trajectory], settings: UpdateSettings,
-             pad_id: int, require_kept: bool):
-    """Micro-batches on the model's device, their batch-wide totals, and the stats to fill in."""
+             pad_id: int, require_kept: bool, sync: GradSync | None = None):
+    """Micro-batches on the model's device, the step's totals (over all ranks when ``sync`` is
+    distributed: the global normaliser), and the stats to fill in."""
     device = _device(model)
     mbs = [mb.to(device) for mb in make_micro_batches(trajectories, settings.token_budget, pad_id,
                                                        require_kept=require_kept)]
     totals = batch_totals(mbs)
-    stats = UpdateStats(trainable_tokens=totals.trainable_tokens, num_micro_batches=len(mbs),
-                        total_tokens=sum(t.num_tokens for t in trajectories))
+    counts = [len(mbs), sum(t.num_tokens for t in trajectories)]
+    if sync is not None and sync.distributed:
+        totals, counts = sync.totals(totals), sync.ctx.all_reduce_int(counts)
+    stats = UpdateStats(trainable_tokens=totals.trainable_tokens, num_micro_batches=counts[0],
+                        total_tokens=counts[1])
     return mbs, totals, stats
 
 
 def policy_update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler, trajectories:
                   Sequence[Trajectory], settings: UpdateSettings, pad_id: int = 0,
-                  ref_model: torch.nn.Module | None = None) -> UpdateStats:
+                  ref_model: torch.nn.Module | None = None, sync: GradSync | None = None) -> UpdateStats:
     """One GRPO training step on ``trajectories`` (advantages already assigned); see the module doc.
+
+    ``sync`` (:class:`~inboxrl.grpo.grad_sync.GradSync`) makes it one rank's part of a
+    data-parallel step: ``trajectories`` are this rank's groups, the normaliser and the returned
+    stats are the whole step's, the gradient is summed over ranks before clipping; None or one
+    rank: the plain update.
 
     Guarantees: only kept trajectories' ``model`` tokens are trained on; the optimizer steps at most
     ``num_iterations`` times and never on a non-finite loss or gradient norm (then ``skipped`` is
     True, gradients are zeroed, later iterations are not run); ``scheduler`` (may be None) steps
     once. A batch without trainable tokens is ``skipped`` with reason ``no trainable tokens``.
     """
-    mbs, totals, stats = _prepare(model, trajectories, settings, pad_id, require_kept=True)
+    sync = sync or GradSync()
+    mbs, totals, stats = _prepare(model, trajectories, settings, pad_id, require_kept=True, sync=sync)
     if totals.trainable_tokens == 0:
         stats.skipped, stats.skip_reason = True, "no trainable tokens"
     else:
@@ -195,7 +214,7 @@ def policy_update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, sche
         acc = {"loss": 0.0, "policy_loss": 0.0, "kl": 0.0, "clipped": 0.0, "entropy": 0.0, "grad_norm": 0.0}
         for it in range(settings.num_iterations):
             optimizer.zero_grad(set_to_none=True)
-            out = _grpo_pass(model, mbs, weights, refs, settings, old,
+            out = _grpo_pass(model, mbs, weights, refs, settings, sync, pad_id, old,
                              meter if it == 0 and old.logprobs is None else None)
             grad_norm, reason = _finish(model, optimizer, out["loss"], settings.max_grad_norm)
             for k, v in out.items():

@@ -17,7 +17,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
-from inboxrl.agent.trajectory import ToolCall
+from inboxrl.email.types import ToolCall
 
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 

@@ -1,1 +1,1 @@
-"""Wiring: turn a TrainConfig into the data, environment and model a run needs."""
+"""Wiring: turn the settings sections a command built into the data, environment, model and loop a run needs."""

@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from inboxrl.config import ConfigError, TrainConfig
 from inboxrl.email.types import Scenario
+from inboxrl.settings.base import ConfigError
+from inboxrl.settings.sections import DataConfig
 
 
 @dataclass
@@ -22,17 +23,17 @@ class RunData:
     source: str  # "embedded synthetic" or the configured paths
 
 
-def _split(scenarios: list[Scenario], cfg: TrainConfig) -> tuple[list[Scenario], list[Scenario]]:
+def _split(scenarios: list[Scenario], cfg: DataConfig, seed: int) -> tuple[list[Scenario], list[Scenario]]:
     from inboxrl.email.scenarios import validation_subset
 
     train = [s for s in scenarios if s.split == "train"]
     test = [s for s in scenarios if s.split != "train"]
     if not train or not test:  # no usable split column: hold out a seeded validation subset
-        test = validation_subset(scenarios, cfg.eval_dataset_size, cfg.seed)
+        test = validation_subset(scenarios, cfg.eval_dataset_size, seed)
         held = {s.id for s in test}
         train = [s for s in scenarios if s.id not in held]
     else:
-        test = validation_subset(test, cfg.eval_dataset_size, cfg.seed)
+        test = validation_subset(test, cfg.eval_dataset_size, seed)
     if cfg.train_dataset_size:
         train = train[: cfg.train_dataset_size]
     if not train:
@@ -40,8 +41,9 @@ def _split(scenarios: list[Scenario], cfg: TrainConfig) -> tuple[list[Scenario],
     return train, test
 
 
-def resolve_data(cfg: TrainConfig) -> RunData:
-    """Load (or build) the store and scenarios for ``cfg``; raise ConfigError with a clear message."""
+def resolve_data(cfg: DataConfig, seed: int) -> RunData:
+    """Load (or build) the store and scenarios for ``cfg`` (``seed`` shuffles and picks the validation
+    subset); raise ConfigError with a clear message."""
     from inboxrl.email.scenarios import ScenarioError, load_scenarios
     from inboxrl.email.store import EmailStore, StoreError
 
@@ -59,8 +61,8 @@ def resolve_data(cfg: TrainConfig) -> RunData:
     try:
         EmailStore(db).close()
         scenarios = load_scenarios(scen_path, max_messages=cfg.max_reference_messages,
-                                   shuffle_seed=cfg.seed)
+                                   shuffle_seed=seed)
     except (StoreError, ScenarioError) as e:
         raise ConfigError(str(e)) from None
-    train, validation = _split(scenarios, cfg)
+    train, validation = _split(scenarios, cfg, seed)
     return RunData(db_path=db, train=train, validation=validation, source=source)

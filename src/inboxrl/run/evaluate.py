@@ -1,39 +1,43 @@
 """``inboxrl eval``: evaluate a local model or an OpenAI-compatible endpoint on the validation set.
 
 Uses the training rollout function and writes ``{output_dir}/eval_logs/eval_step_0000.json``
-(or compares with ``--baseline-file``).
+(or compares with ``--baseline-file``). A local model is evaluated as it is: no adapter is added.
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from inboxrl.config import TrainConfig
+from inboxrl.grpo.evaluation import eval_settings, evaluate
+from inboxrl.logs.console import ConsoleLog
+from inboxrl.logs.eval_stats import load_baseline
+from inboxrl.run.data import resolve_data
+from inboxrl.run.env import make_env_factory, make_run_judge
+from inboxrl.run.model import load_policy
+from inboxrl.settings.sections import Settings
 
 
-def run_eval_command(args: argparse.Namespace, cfg: TrainConfig) -> int:
-    from inboxrl.grpo.evaluation import evaluate
-    from inboxrl.logs.console import ConsoleLog
-    from inboxrl.logs.eval_stats import load_baseline
-    from inboxrl.run.data import resolve_data
-    from inboxrl.run.train import make_env_factory
-
-    console = ConsoleLog(verbose=cfg.verbose)
-    data = resolve_data(cfg)
+def _policy(args: argparse.Namespace, settings: Settings, console: ConsoleLog):
     if args.api_base_url:
         from inboxrl.policy.openai_api import OpenAIChatPolicy
 
-        policy = OpenAIChatPolicy(base_url=args.api_base_url, model=args.api_model or cfg.model_name,
+        policy = OpenAIChatPolicy(base_url=args.api_base_url, model=args.api_model or settings.model.model_name,
                                   api_key_env=args.api_key_env)
         console.info(f"Evaluating {policy.model} at {args.api_base_url}")
-    else:
-        from inboxrl.run.model import load_policy
+        return policy
+    policy = load_policy(settings.model, lora=False)
+    console.info(f"Evaluating {settings.model.init_from or settings.model.model_name}")
+    return policy
 
-        cfg.use_lora = False
-        policy = load_policy(cfg)
-        console.info(f"Evaluating {cfg.init_from or cfg.model_name}")
-    baseline = load_baseline(cfg.baseline_file) if cfg.baseline_file else None
-    result = evaluate(policy, data.validation, make_env_factory(data.db_path, cfg), cfg, step=0,
-                      baseline=baseline, output_dir=Path(cfg.output_dir))
+
+def run_eval_command(args: argparse.Namespace, settings: Settings) -> int:
+    run, out = settings.run, Path(settings.run.output_dir)
+    console = ConsoleLog(verbose=run.verbose)
+    data = resolve_data(settings.data, run.seed)
+    policy = _policy(args, settings, console)
+    baseline = load_baseline(settings.eval.baseline_file) if settings.eval.baseline_file else None
+    env_factory = make_env_factory(data.db_path, make_run_judge(settings.judge, out), settings.rollout.max_turns)
+    result = evaluate(policy, data.validation, env_factory, eval_settings(settings.rollout, settings.eval, run.seed),
+                      step=0, baseline=baseline, output_dir=out)
     console.eval_report(result.stats, result.path)
     return 0

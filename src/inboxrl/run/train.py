@@ -1,40 +1,30 @@
-"""``inboxrl train`` / ``python train_grpo.py``: build a run from its config and drive the loop.
+"""``inboxrl train`` / ``python train_grpo.py``: build a run from its settings and drive the loop.
 
-Order: data → policy → (optional warm start) → baseline eval (step 0) → steps, each followed by
-an eval every ``eval_steps`` and a checkpoint every ``save_steps`` → a final eval unless the
-last step was just evaluated. The best checkpoint (eval accuracy, ties by reward) goes to
-``{output_dir}/best``; ``--resume`` continues from the latest checkpoint.
+Order: data → (optional warm start) → settings recorded (``config.json``, the same dict every
+checkpoint records) → policy, optimizer, schedule, sinks → :class:`~inboxrl.grpo.trainer.GRPOTrainer`
+(restore, then ``fit``: baseline eval at step 0, steps with an eval every ``eval_steps`` and a
+checkpoint every ``save_steps``, a final eval). The best checkpoint (eval accuracy, ties by
+reward) goes to ``{output_dir}/best``; ``--resume`` continues from the latest checkpoint.
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 import random
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
-from inboxrl.config import ConfigError, TrainConfig
-from inboxrl.email.env import EmailTaskEnv
-from inboxrl.email.eval_reference import judge_from_config
 from inboxrl.email.scenarios import save_ids
-from inboxrl.email.store import EmailStore
-from inboxrl.grpo import checkpoint as ckpt
 from inboxrl.grpo.optim import make_optimizer, make_scheduler
-from inboxrl.grpo.trainer import GRPOTrainer, TrainerState
+from inboxrl.grpo.state import TrainerState
+from inboxrl.grpo.trainer import GRPOTrainer, TrainerSettings
 from inboxrl.logs.console import ConsoleLog
-from inboxrl.logs.eval_stats import load_baseline, save_baseline
 from inboxrl.logs.sinks import MetricsSinks
-from inboxrl.run.data import resolve_data
+from inboxrl.run import warm_start
+from inboxrl.run.data import RunData, resolve_data
+from inboxrl.run.env import make_env_factory, make_run_judge
 from inboxrl.run.model import load_policy
-from inboxrl.run.resume_settings import SETTINGS_KEY, check_resume_settings, run_settings
+from inboxrl.settings.sections import Settings
 from inboxrl.utils.atomic import atomic_write_json
-
-
-def make_env_factory(db_path: Path, cfg: TrainConfig):
-    store, judge = EmailStore(db_path), judge_from_config(cfg)
-    return lambda scenario: EmailTaskEnv(store, scenario, judge, cfg.max_turns)
 
 
 def seed_everything(seed: int) -> None:
@@ -42,116 +32,54 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_trainer(cfg: TrainConfig, console: ConsoleLog) -> GRPOTrainer:
-    out = Path(cfg.output_dir)
+def with_warm_start(settings: Settings, data: RunData, console: ConsoleLog) -> Settings:
+    """``settings`` with ``init_from`` set to the (cached) warm start when ``warm_start`` asks for one."""
+    if not settings.loop.warm_start or settings.model.init_from:
+        return settings
+    # the step-0 baseline eval evaluates the warm-started model: no separate SFT eval
+    sft_run = settings.replace(sft_eval="none") if settings.loop.run_baseline_eval else settings
+    return settings.replace(init_from=str(warm_start.ensure_warm_start(sft_run, data, console)))
+
+
+def trainer_settings(settings: Settings) -> TrainerSettings:
+    s = settings
+    return TrainerSettings(mode=s.run.mode, seed=s.run.seed, output_dir=Path(s.run.output_dir), grpo=s.grpo,
+                           rollout=s.rollout, update=s.update, optim=s.optim, loop=s.loop, eval=s.eval,
+                           recorded=s.flat())
+
+
+def build_trainer(settings: Settings, console: ConsoleLog) -> GRPOTrainer:
+    out = Path(settings.run.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    seed_everything(cfg.seed)
-    data = resolve_data(cfg)
+    seed_everything(settings.run.seed)
+    data = resolve_data(settings.data, settings.run.seed)
     console.info(f"Data: {data.source}: {len(data.train)} train / {len(data.validation)} validation scenarios")
     save_ids(out / "validation_ids.json", data.validation)
-    atomic_write_json(out / "config.json", asdict(cfg))
-    if cfg.warm_start and not cfg.init_from:
-        from inboxrl.sft.warm_start import ensure_warm_start
+    settings = with_warm_start(settings, data, console)
+    atomic_write_json(out / "config.json", settings.flat())
+    model, optim, logging = settings.model, settings.optim, settings.logging
+    policy = load_policy(model)
+    console.info(f"Model: {model.init_from or model.model_name} ({policy.model.dtype}, "
+                 f"{'LoRA r=%d' % model.lora_r if model.use_lora else 'full fine-tuning'})")
+    optimizer = make_optimizer(policy.model, lr=optim.learning_rate, weight_decay=optim.weight_decay)
+    scheduler = make_scheduler(optimizer, warmup_steps=optim.warmup_steps, total_steps=max(optim.max_steps, 1),
+                               kind=optim.lr_scheduler)
+    sinks = MetricsSinks(out, wandb_project=logging.wandb_project, wandb_entity=logging.wandb_entity or None,
+                         wandb_name=logging.wandb_name or None, wandb_mode=logging.wandb_mode,
+                         config=settings.flat())
+    env_factory = make_env_factory(data.db_path, make_run_judge(settings.judge, out), settings.rollout.max_turns)
+    rollout_policy = None
+    if settings.rollout.rollout_engine == "vllm":
+        from inboxrl.run.vllm import vllm_rollout_policy
 
-        # the step-0 baseline eval below evaluates the warm-started model: no separate SFT eval
-        sft_cfg = dataclasses.replace(cfg, sft_eval="none") if cfg.run_baseline_eval else cfg
-        cfg.init_from = str(ensure_warm_start(sft_cfg, data, console))
-    policy = load_policy(cfg)
-    console.info(f"Model: {cfg.init_from or cfg.model_name} ({policy.model.dtype}, "
-                 f"{'LoRA r=%d' % cfg.lora_r if cfg.use_lora else 'full fine-tuning'})")
-    optimizer = make_optimizer(policy.model, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    scheduler = make_scheduler(optimizer, warmup_steps=cfg.warmup_steps, total_steps=max(cfg.max_steps, 1),
-                               kind=cfg.lr_scheduler)
-    sinks = MetricsSinks(out, wandb_project=cfg.wandb_project, wandb_entity=cfg.wandb_entity or None,
-                         wandb_name=cfg.wandb_name or None, wandb_mode=cfg.wandb_mode, config=asdict(cfg))
-    return GRPOTrainer(cfg, policy, data.train, data.validation, make_env_factory(data.db_path, cfg),
-                       optimizer, scheduler, console, sinks, checkpoints=out / "checkpoints")
-
-
-def restore(trainer: GRPOTrainer, resume: bool, resume_from: str | None, fresh: bool) -> None:
-    """Load the latest (``--resume``) or a given (``--resume-from``) checkpoint into the trainer."""
-    if fresh or not (resume or resume_from):
-        return
-    path = Path(resume_from) if resume_from else ckpt.latest_checkpoint(trainer.checkpoints)
-    if path is None:
-        trainer.console.info("No checkpoint to resume from: starting fresh")
-        return
-    if not path.exists():
-        raise ConfigError(f"resume_from {path} does not exist")
-    check_resume_settings(trainer.cfg, ckpt.read_state(path), str(path))
-    state = ckpt.load_checkpoint(path, trainer.policy.model, trainer.optimizer, trainer.scheduler)
-    trainer.state = TrainerState.from_dict(state)
-    trainer.sampler.cursor = trainer.state.cursor
-    trainer.console.info(f"Resumed from {path} at step {trainer.state.step}")
+        rollout_policy = vllm_rollout_policy(settings, policy, out)
+        console.info(f"Rollouts: vLLM ({settings.rollout.vllm_mode})")
+    return GRPOTrainer(trainer_settings(settings), policy, data.train, data.validation, env_factory,
+                       optimizer, scheduler, console, sinks, rollout_policy=rollout_policy)
 
 
-def baseline_eval(trainer: GRPOTrainer) -> None:
-    """Step-0 eval of the untrained model (or the configured / saved baseline)."""
-    cfg, out = trainer.cfg, Path(trainer.cfg.output_dir)
-    saved = out / "eval_logs" / "baseline_eval.json"
-    if trainer.state.baseline is not None:
-        return
-    if cfg.baseline_file:
-        trainer.state.baseline = load_baseline(cfg.baseline_file)
-    elif cfg.run_baseline_eval:
-        result = trainer.run_eval(0)
-        save_baseline(out, result.stats)
-        trainer.note_eval(0, result)
-        trainer.state.baseline = result.rewards_by_scenario()
-    elif saved.exists():
-        trainer.state.baseline = load_baseline(saved)
-        trainer.console.info(f"Baseline: reusing {saved}")
-
-
-def save(trainer: GRPOTrainer, step: int, best: bool) -> None:
-    s = trainer.state
-    s.step, s.cursor = step, trainer.sampler.cursor
-    path = ckpt.save_checkpoint(trainer.checkpoints, step, trainer.policy.model, trainer.optimizer,
-                                trainer.scheduler, dict(s.to_dict(), **{SETTINGS_KEY: run_settings(trainer.cfg)}),
-                                keep_last=trainer.cfg.keep_checkpoints)
-    if best:
-        s.best_checkpoint = str(ckpt.save_best(trainer.checkpoints.parent, path))  # -> {output_dir}/best
-        trainer.policy.tokenizer.save_pretrained(s.best_checkpoint)
-
-
-def fit(trainer: GRPOTrainer, until_step: int | None = None) -> TrainerState:
-    """The loop: steps, periodic evals and checkpoints, early stopping, a final eval.
-
-    ``until_step`` stops after that step as an interrupted run would (tests of resume use it);
-    the schedule still spans ``max_steps``.
-    """
-    cfg, s = trainer.cfg, trainer.state
-    baseline_eval(trainer)
-    last = min(cfg.max_steps, until_step or cfg.max_steps)
-    for step in range(s.step + 1, last + 1):
-        trainer.train_step(step)
-        s.step, s.cursor = step, trainer.sampler.cursor
-        best = False
-        if cfg.eval_steps and step % cfg.eval_steps == 0:
-            best = trainer.note_eval(step, trainer.run_eval(step))
-        if best or (cfg.save_steps and step % cfg.save_steps == 0) or step == last:
-            save(trainer, step, best)
-        reason = trainer.should_stop()
-        if reason:
-            trainer.console.info(f"Stopping early at step {step}: {reason}")
-            break
-    if s.step >= 1 and s.last_eval_step != s.step:
-        if trainer.note_eval(s.step, trainer.run_eval(s.step)):
-            save(trainer, s.step, True)
-    trainer.console.info(f"Best eval accuracy {max(s.best_accuracy, 0):.3f} at step {s.best_step}; "
-                         f"outputs in {cfg.output_dir}")
-    trainer.sinks.close()
-    atomic_write_json(Path(cfg.output_dir) / "trainer_state.json", s.to_dict())
-    return s
-
-
-def run_training(cfg: TrainConfig, resume: bool = False, resume_from: str | None = None,
+def run_training(settings: Settings, resume: bool = False, resume_from: str | None = None,
                  fresh: bool = False) -> TrainerState:
-    console = ConsoleLog(verbose=cfg.verbose)
-    trainer = build_trainer(cfg, console)
-    restore(trainer, resume, resume_from, fresh)
-    return fit(trainer)
-
-
-def summary_json(state: TrainerState) -> str:
-    return json.dumps({k: v for k, v in state.to_dict().items() if k != "reward_history"})
+    trainer = build_trainer(settings, ConsoleLog(verbose=settings.run.verbose))
+    trainer.restore(resume, resume_from, fresh)
+    return trainer.fit()

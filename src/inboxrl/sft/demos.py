@@ -32,9 +32,9 @@ from typing import Any, Callable, Sequence
 from inboxrl.agent.chat import ChatRenderer
 from inboxrl.agent.episode import Episode
 from inboxrl.agent.token_layout import append_result, open_prompt, turn_budget
-from inboxrl.agent.trajectory import INJECTED, MODEL, ToolCall, Trajectory
+from inboxrl.agent.trajectory import INJECTED, MODEL, Trajectory
+from inboxrl.email.types import Scenario, ToolCall
 from inboxrl.email.rubric import ZERO_RESULTS
-from inboxrl.email.types import Scenario
 from inboxrl.logs.protocol import ProtocolStats, protocol_stats, valid_call  # noqa: F401 (re-exported)
 
 

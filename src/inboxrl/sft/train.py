@@ -1,4 +1,4 @@
-"""Supervised fine-tuning on demonstrations (the warm start's training loop, issue 5).
+"""Supervised fine-tuning on demonstrations (the warm start's training loop).
 
 :func:`train_sft` trains through the GRPO update's own machinery — :func:`inboxrl.grpo.update.sft_update`
 (cross-entropy on ``model`` tokens only, micro-batches under a token budget, gradient
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from inboxrl.agent.trajectory import Trajectory
+from inboxrl.settings.base import ConfigError
 
 
 @dataclass
@@ -132,14 +133,14 @@ def _say(console: Any, message: str) -> None:
     (getattr(console, "info", None) or console.print)(message)
 
 
-def _eval(policy: Any, data: Any, env_factory: Callable, cfg: Any, step: int, out: Path,
+def _eval(policy: Any, data: Any, env_factory: Callable, eval_rollout: Any, step: int, out: Path,
           console: Any, label: str) -> dict[str, Any]:
     from inboxrl.grpo.evaluation import evaluate
     from inboxrl.logs.protocol import protocol_stats
 
     if hasattr(console, "eval_start"):
         console.eval_start(step, len(data.validation))
-    result = evaluate(policy, data.validation, env_factory, cfg, step, None, out, save=True)
+    result = evaluate(policy, data.validation, env_factory, eval_rollout, step, None, out, save=True)
     console.eval_report(result.stats, result.path)
     proto = protocol_stats(result.trajectories)
     _say(console, f"{label}: accuracy {result.accuracy:.3f}, avg reward {result.avg_reward:.3f}. "
@@ -148,33 +149,30 @@ def _eval(policy: Any, data: Any, env_factory: Callable, cfg: Any, step: int, ou
             "eval_path": str(result.path)}
 
 
-def run_sft(policy: Any, cfg: Any, data: Any, console: Any, output_dir: str | Path,
-            demo_settings: Any, sft_settings: SFTSettings, evaluate_before: bool = True,
+def run_sft(policy: Any, data: Any, env_factory: Callable, judge: Any, eval_rollout: Any, console: Any,
+            output_dir: str | Path, demo_settings: Any, sft_settings: SFTSettings, evaluate_before: bool = True,
             evaluate_after: bool = True) -> SFTReport:
-    """Collect demonstrations on ``data.train``, evaluate ``policy`` on ``data.validation``,
-    train it in place, evaluate again. Eval files go to ``{output_dir}/eval_logs``.
+    """Collect demonstrations on ``data.train`` (``judge`` scores them), evaluate ``policy`` on
+    ``data.validation`` (rollouts per ``eval_rollout``, environments from ``env_factory``), train it
+    in place, evaluate again. Eval files go to ``{output_dir}/eval_logs``.
 
-    Raises ``ValueError`` when the reference agent produced no usable demonstration.
+    Raises ``ConfigError`` when the reference agent produced no usable demonstration.
     """
-    from inboxrl.email.eval_reference import judge_from_config
     from inboxrl.email.store import EmailStore
-    from inboxrl.run.train import make_env_factory
     from inboxrl.sft.demos import collect_demonstrations
 
     out = Path(output_dir)
-    env_factory = make_env_factory(data.db_path, cfg)
     t0 = time.perf_counter()
-    demos = collect_demonstrations(EmailStore(data.db_path), data.train, judge_from_config(cfg),
-                                   policy.renderer, env_factory, demo_settings)
+    demos = collect_demonstrations(EmailStore(data.db_path), data.train, judge, policy.renderer, env_factory,
+                                   demo_settings)
     demo_seconds = time.perf_counter() - t0
     _say(console, f"SFT demonstrations: {demos.summary()} in {demo_seconds:.1f}s")
     if not demos.trajectories:
-        from inboxrl.config import ConfigError
-
         raise ConfigError("the reference agent produced no usable demonstration on the training scenarios "
                           f"({demos.summary()}); demonstrations over budget need a larger max_tokens / "
                           "max_context_tokens; unsuccessful ones point at the data (inboxrl eval-reference)")
-    before = _eval(policy, data, env_factory, cfg, 0, out, console, "Before SFT") if evaluate_before else None
+    before = (_eval(policy, data, env_factory, eval_rollout, 0, out, console, "Before SFT")
+              if evaluate_before else None)
     n_tokens = sum(t.num_model_tokens for t in demos.trajectories)
     _say(console, f"SFT: {len(demos.trajectories)} demonstrations ({n_tokens} model tokens), "
                   f"{sft_settings.epochs} epoch(s), {sft_settings.num_steps(len(demos.trajectories))} steps, "
@@ -183,7 +181,7 @@ def run_sft(policy: Any, cfg: Any, data: Any, console: Any, output_dir: str | Pa
     result = train_sft(policy.model, demos.trajectories, sft_settings, pad_id=int(pad or 0))
     _say(console, f"SFT done: {result.steps} steps in {result.seconds:.0f}s, loss "
                   f"{result.losses[0]:.3f} -> {result.losses[-1]:.3f}")
-    after = (_eval(policy, data, env_factory, cfg, result.steps, out, console, "After SFT")
+    after = (_eval(policy, data, env_factory, eval_rollout, result.steps, out, console, "After SFT")
              if evaluate_after else None)
     return SFTReport(num_demos=len(demos.trajectories), demo_summary=demos.summary(), steps=result.steps,
                      losses=result.losses, train_seconds=result.seconds, demo_seconds=demo_seconds,

@@ -1,0 +1,65 @@
+"""Functions the multi-process tests run in each rank (spawned processes import this module)."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+
+from _dist_util import rank_env
+from _grpo_util import make_traj, tiny_model
+from inboxrl.grpo.advantages import assign_advantages
+from inboxrl.grpo.grad_sync import GradSync
+from inboxrl.grpo.update import UpdateSettings, policy_update
+from inboxrl.parallel import LOCAL, init_from_env, shard_range, shutdown
+
+CASES = ("token_mean", "seq_mean", "constant", "token_mean_idle_rank")
+
+
+def case_trajectories(case: str) -> list:
+    """Groups 0-1 short, groups 2-3 long (rank 1's share of 2 ranks has ~8x the tokens); the
+    ``idle_rank`` case has 3 groups and the last one (rank 1's only group) filtered out."""
+    trajs = []
+    groups = 3 if case.endswith("idle_rank") else 4
+    for g in range(groups):
+        long = g >= 2
+        rewards = [0.5] * 4 if case.endswith("idle_rank") and g == 2 else [1.0, 0.0, -0.5, 0.3]
+        for i, r in enumerate(rewards):
+            turns = [0.5 * (i % 2), -0.5 * (i // 2), 0.2, 0.1] if long else [0.5 * (i % 2)]
+            trajs.append(make_traj(g, r + 0.1 * g, turns, rollout_index=i, seed=2,
+                                   model_tokens_per_turn=12 + 3 * i if long else 2 + i))
+    assign_advantages(trajs, "rollout" if case.endswith("idle_rank") else "masked")
+    return trajs
+
+
+def my_groups(trajs: list, rank: int, world: int) -> list:
+    ids = sorted({t.group_id for t in trajs})
+    mine = {ids[i] for i in shard_range(len(ids), rank, world)}
+    return [t for t in trajs if t.group_id in mine]
+
+
+def run_case(case: str, sync: GradSync) -> dict:
+    """One update of a tiny model (SGD, clipping on, small budget: several micro-batches)."""
+    trajs = my_groups(case_trajectories(case), sync.ctx.rank, sync.ctx.world_size)
+    model = tiny_model(5)
+    before = copy.deepcopy(model.state_dict())
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    agg = case.removesuffix("_idle_rank")
+    settings = UpdateSettings(aggregation=agg, token_budget=96, max_grad_norm=0.5, constant_norm=32)
+    stats = policy_update(model, opt, None, trajs, settings, pad_id=0, sync=sync)
+    return {"stats": stats.__dict__, "before": before, "after": model.state_dict()}
+
+
+def one_rank_results() -> dict:
+    return {case: run_case(case, GradSync(LOCAL)) for case in CASES}
+
+
+def update_worker(rank: int, world: int, port: int, out: str) -> None:
+    rank_env(rank, world, port)
+    torch.set_num_threads(1)
+    ctx = init_from_env(timeout_s=120, allow_cuda=False)
+    try:
+        results = {case: run_case(case, GradSync(ctx)) for case in CASES}
+        torch.save(results, Path(out) / f"rank{rank}.pt")
+    finally:
+        shutdown(ctx)

@@ -1,0 +1,63 @@
+"""Data-parallel GRPO update: 2 gloo processes give the 1-process update of the same groups."""
+import pytest
+import torch
+
+from _dist_util import spawn
+from _dist_workers import CASES, case_trajectories, my_groups, one_rank_results, update_worker
+from inboxrl.parallel import LOCAL, merge_shards, shard_range
+
+
+def test_shard_range_blocks_hand_computed():
+    assert [list(shard_range(5, r, 2)) for r in range(2)] == [[0, 1, 2], [3, 4]]
+    assert [list(shard_range(7, r, 3)) for r in range(3)] == [[0, 1, 2], [3, 4], [5, 6]]
+    assert [list(shard_range(1, r, 3)) for r in range(3)] == [[0], [], []]
+    assert merge_shards([["a", "b"], [], ["c"]]) == ["a", "b", "c"]
+    with pytest.raises(ValueError):
+        shard_range(3, 2, 2)
+
+
+def test_local_context_collectives_are_identity():
+    assert not LOCAL.distributed and LOCAL.is_main
+    assert LOCAL.all_reduce_sum([1.5, 2]) == [1.5, 2.0]
+    assert LOCAL.all_reduce_int([3, 4], op="max") == [3, 4]
+    assert LOCAL.all_gather({"x": 1}) == [{"x": 1}] and LOCAL.broadcast(7) == 7
+
+
+def test_cases_are_rank_imbalanced():
+    trajs = case_trajectories("token_mean")
+    tokens = [sum(t.model_mask().count(1) for t in my_groups(trajs, r, 2)) for r in range(2)]
+    assert tokens[1] > 5 * tokens[0]
+    idle = my_groups(case_trajectories("token_mean_idle_rank"), 1, 2)
+    assert idle and not any(t.kept for t in idle)  # rank 1 has nothing to train: a dummy pass
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm().clamp(min=1e-30))
+
+
+@pytest.fixture(scope="module")
+def two_rank(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp")
+    spawn(update_worker, 2, str(out))
+    return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_two_ranks_equal_one_rank(two_rank, case):
+    one = one_rank_results()[case]
+    for rank in two_rank:  # both replicas end identical to each other and to the 1-rank update
+        two = rank[case]
+        s1, s2 = one["stats"], two["stats"]
+        assert not s1["skipped"] and not s2["skipped"]
+        for key in ("trainable_tokens", "total_tokens", "iterations"):
+            assert s2[key] == s1[key], key
+        for key in ("loss", "policy_loss", "grad_norm", "clip_fraction", "entropy"):
+            assert s2[key] == pytest.approx(s1[key], rel=1e-6, abs=1e-9), key
+        moved = 0.0
+        for name, p1 in one["after"].items():
+            delta = p1 - one["before"][name]
+            moved = max(moved, float(delta.abs().max()))
+            assert _rel(two["after"][name], p1) <= 1e-6, name
+        assert moved > 1e-4  # the update did something
+    assert all(torch.equal(two_rank[0][case]["after"][k], two_rank[1][case]["after"][k])
+               for k in two_rank[0][case]["after"])
