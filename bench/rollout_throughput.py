@@ -101,6 +101,18 @@ def plain_decode(model, trajs, batch: int, context: int, steps: int = 32) -> flo
         return batch * steps / (time.perf_counter() - start)
 
 
+def mismatch_line(model, trajs) -> str:
+    """Sampler (the engine, cached decode) vs trainer (a full forward of the same tokens)."""
+    from inboxrl.grpo.mismatch import measure_mismatch
+
+    st, gaps = measure_mismatch(model, trajs)
+    ratio = torch.exp(-gaps)  # pi_trainer / pi_sampler per token
+    outside = float(((ratio < 0.8) | (ratio > 1.28)).double().mean()) if len(gaps) else 0.0
+    return (f"mismatch (engine sampler vs trainer forward, {st.tokens} tokens): mismatch_kl={st.mismatch_kl:.5f} "
+            f"probs_corr={st.probs_corr:.5f} max_logprob_gap={st.max_logprob_gap:.4f} "
+            f"mean|gap|={float(gaps.abs().mean()):.4f} ratios outside [0.8, 1.28]: {100 * outside:.2f}%")
+
+
 def summary(trajs) -> str:
     reasons = Counter(t.finish_reason for t in trajs)
     turns = sum(len(t.turns) for t in trajs)
@@ -118,6 +130,8 @@ def main() -> None:
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-naive", action="store_true")
+    ap.add_argument("--mismatch", action="store_true",
+                    help="also score the engine's tokens with one trainer forward: sampler/trainer mismatch")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch CPU threads (1 avoids thread thrashing on a shared, loaded machine)")
     args = ap.parse_args()
@@ -162,6 +176,8 @@ def main() -> None:
     plain_tps = plain_decode(model, trajs, batch, context)
     print(f"plain:  cached decode of {batch} rows at context {context} = {plain_tps:.1f} tok/s")
     print(f"ratio engine/plain = {engine_tps / plain_tps:.2f}")
+    if args.mismatch:
+        print(mismatch_line(model, trajs))
     if args.skip_naive:
         return
     start = time.perf_counter()

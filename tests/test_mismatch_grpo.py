@@ -143,3 +143,16 @@ def test_off_is_the_default_update_and_still_measures():
     # recompute without TIS: π_old from the trainer, the ratio starts at exactly 1 -> no clipping
     rec, _ = _step(copy.deepcopy(base), trajs, recompute_old_logprobs=True, tis_cap=0.0)
     assert rec.clip_fraction == 0.0 and rec.mismatch.mismatch_kl == pytest.approx(default.mismatch.mismatch_kl, abs=1e-5)
+
+
+def test_measure_mismatch_over_trajectories():
+    from inboxrl.grpo.mismatch import measure_mismatch
+
+    model, trajs = tiny_model(8), _batch()
+    for t in trajs:  # a sampler that is uniformly 0.1 nats more confident than the trainer
+        fresh = _trainer_logprobs(model, t)
+        t.logprobs = [fresh[i] + 0.1 if s == "model" else 0.0 for i, s in enumerate(t.sources)]
+    st, gaps = measure_mismatch(model, trajs, token_budget=30)
+    assert st.tokens == len(gaps) == sum(t.num_model_tokens for t in trajs)
+    assert st.mismatch_kl == pytest.approx(0.1, abs=1e-5) and st.max_logprob_gap == pytest.approx(0.1, abs=1e-5)
+    assert torch.allclose(gaps, torch.full_like(gaps, 0.1), atol=1e-5)

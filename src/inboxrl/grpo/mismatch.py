@@ -91,3 +91,22 @@ def tis_weights(old_logp: torch.Tensor, sampler_logp: torch.Tensor, mask: torch.
         raise ValueError("tis_cap must be > 0")
     log_ratio = torch.where(mask > 0, old_logp - sampler_logp, torch.zeros_like(old_logp))
     return torch.clamp(torch.exp(log_ratio), max=cap) * (mask > 0)
+
+
+@torch.no_grad()
+def measure_mismatch(model: torch.nn.Module, trajectories: list, temperature: float = 1.0,
+                     token_budget: int = 4096, pad_id: int = 0) -> tuple[MismatchStats, torch.Tensor]:
+    """Sampler (the trajectories' recorded log-probs) vs ``model`` (one no-grad forward of the
+    same tokens) over every ``model`` token: the stats and the per-token gaps
+    ``log π_sampler − log π_trainer`` (benchmarks; the GRPO step measures its own batch)."""
+    from inboxrl.grpo.batching import make_micro_batches
+    from inboxrl.grpo.forward import policy_logprobs
+
+    device = next(model.parameters()).device
+    mbs = [mb.to(device) for mb in make_micro_batches(trajectories, token_budget, pad_id, require_kept=False)]
+    meter, gaps = MismatchMeter(), []
+    for mb, logp in zip(mbs, policy_logprobs(model, mbs, temperature)):
+        meter.add(logp, mb.old_logprobs, mb.loss_mask)
+        sel = mb.loss_mask > 0
+        gaps.append((mb.old_logprobs[sel] - logp[sel]).double().cpu())
+    return meter.result(), torch.cat(gaps) if gaps else torch.zeros(0, dtype=torch.float64)
