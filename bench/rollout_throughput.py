@@ -1,25 +1,28 @@
 """Rollout throughput: the engine vs a plain cached decode of the same batch and context (the
 anchor) vs a naive loop, side by side in one run.
 
-The plain decode is what the hardware does for this model and batch with no agent around it: one
-forward of ``batch`` identical-length rows at the engine's mean decoding context (the context
-every generated token of the engine's trajectories was sampled at, averaged), then ``batch``
-tokens per transformers forward with a ``DynamicCache`` and no mask. The engine's figure
-includes everything else a rollout costs (prompt and tool-result prefill, sampling, tools, the
-batch draining at the end). The naive loop runs one rollout at a time and, every turn, re-renders and re-tokenises the whole
+The plain decode is what the hardware does for this model and batch with no agent around it:
+one forward of ``batch`` identical-length rows, then ``batch`` tokens per transformers forward
+with a ``DynamicCache`` and no mask; measured before the engine (context 600) and after it (at
+the engine's mean decoding context: the context every generated token was sampled at,
+averaged), the anchor being their geometric mean (the load of a shared machine drifts). The
+engine's figure includes everything else a rollout costs (prompt and tool-result prefill,
+sampling, tools, the batch draining at the end). The naive loop runs one rollout at a time and, every turn, re-renders and re-tokenises the whole
 conversation and calls ``model.generate`` once (same sampling settings, same stop rule, same
 environment). Both use the default model (SmolLM2-135M-Instruct, via ``default_model_dir``)
 and synthetic scenarios from the embedded default dataset.
 
     .venv/bin/python bench/rollout_throughput.py [--rollouts 16] [--batch-size N] [--max-turns 4]
-        [--max-new-tokens 128] [--dtype auto] [--threads N] [--skip-naive]
+        [--max-new-tokens 128] [--dtype auto] [--threads N] [--skip-naive] [--mismatch]
 
 Prints generated tokens/s of each, ``ratio engine/plain = X.XX``, ``ratio engine/naive = X.XX``,
-turns, finish reasons and peak RSS.
+turns, finish reasons and peak RSS; ``--mismatch``: the sampler/trainer mismatch of the engine's
+tokens against one trainer forward.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import resource
 import time
 from collections import Counter
@@ -84,11 +87,13 @@ def decode_context(trajs) -> float:
 
 
 def plain_decode(model, trajs, batch: int, context: int, steps: int = 32) -> float:
-    """Tokens/s of a plain cached decode: ``batch`` rows at ``context``, ``steps`` greedy tokens."""
+    """Tokens/s of a plain cached decode: ``batch`` rows at ``context`` (the trajectories' tokens,
+    or a fixed id run when none yet), ``steps`` greedy tokens."""
     from transformers import DynamicCache
 
-    ids = [i for t in trajs for i in t.token_ids][:context]
-    ids = torch.tensor([ids * (context // max(len(ids), 1) + 1)][0][:context])
+    ids = [i for t in trajs for i in t.token_ids][:context] if trajs else []
+    ids = ids or list(range(1000, 1000 + context))
+    ids = torch.tensor((ids * (context // len(ids) + 1))[:context])
     rows = ids[None, :].repeat(batch, 1)
     with torch.inference_mode():
         cache = DynamicCache(config=model.config)
@@ -165,6 +170,8 @@ def main() -> None:
           f"rollouts={len(scenarios)} batch={args.batch_size or len(scenarios)} max_turns={args.max_turns} max_new_tokens={args.max_new_tokens}")
 
     reqs = [RolloutRequest(sc, i, 0) for i, sc in enumerate(scenarios)]
+    batch = min(args.batch_size or len(scenarios), len(scenarios))
+    plain_before = plain_decode(model, None, batch, 600)
     start = time.perf_counter()
     trajs = run_rollouts(policy, reqs, env_factory, settings)
     engine_s = time.perf_counter() - start
@@ -172,9 +179,12 @@ def main() -> None:
     engine_tps = engine_tokens / engine_s
     print(f"engine: {engine_tokens} tokens in {engine_s:.1f}s = {engine_tps:.1f} tok/s; "
           f"{summary(trajs)}; peak RSS {peak_rss_mb():.0f} MB")
-    batch, context = min(args.batch_size or len(scenarios), len(scenarios)), round(decode_context(trajs))
-    plain_tps = plain_decode(model, trajs, batch, context)
-    print(f"plain:  cached decode of {batch} rows at context {context} = {plain_tps:.1f} tok/s")
+    context = round(decode_context(trajs))
+    plain_after = plain_decode(model, trajs, batch, context)
+    plain_tps = math.sqrt(plain_before * plain_after)
+    print(f"plain:  cached decode of {batch} rows: {plain_before:.1f} tok/s at context 600 before the engine, "
+          f"{plain_after:.1f} tok/s at the engine's mean decoding context {context} after it; "
+          f"geometric mean {plain_tps:.1f} tok/s")
     print(f"ratio engine/plain = {engine_tps / plain_tps:.2f}")
     if args.mismatch:
         print(mismatch_line(model, trajs))
