@@ -13,10 +13,11 @@ environment). Both use the default model (SmolLM2-135M-Instruct, via ``default_m
 and synthetic scenarios from the embedded default dataset.
 
     .venv/bin/python bench/rollout_throughput.py [--rollouts 16] [--batch-size N] [--max-turns 4]
-        [--max-new-tokens 128] [--dtype auto] [--threads N] [--skip-naive] [--mismatch]
+        [--max-new-tokens 128] [--dtype auto] [--threads N] [--skip-naive] [--mismatch] [--profile]
 
 Prints generated tokens/s of each, ``ratio engine/plain = X.XX``, ``ratio engine/naive = X.XX``,
-turns, finish reasons and peak RSS; ``--mismatch``: the sampler/trainer mismatch of the engine's
+turns, finish reasons and peak RSS; ``--profile``: the engine's top ops (torch.profiler;
+the profiler's overhead is in that run's times); ``--mismatch``: the sampler/trainer mismatch of the engine's
 tokens against one trainer forward.
 """
 from __future__ import annotations
@@ -135,6 +136,8 @@ def main() -> None:
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-naive", action="store_true")
+    ap.add_argument("--profile", action="store_true",
+                    help="run the engine under torch.profiler and print the ops that cost most")
     ap.add_argument("--mismatch", action="store_true",
                     help="also score the engine's tokens with one trainer forward: sampler/trainer mismatch")
     ap.add_argument("--threads", type=int, default=None,
@@ -173,7 +176,14 @@ def main() -> None:
     batch = min(args.batch_size or len(scenarios), len(scenarios))
     plain_before = plain_decode(model, None, batch, 600)
     start = time.perf_counter()
-    trajs = run_rollouts(policy, reqs, env_factory, settings)
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            trajs = run_rollouts(policy, reqs, env_factory, settings)
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+    else:
+        trajs = run_rollouts(policy, reqs, env_factory, settings)
     engine_s = time.perf_counter() - start
     engine_tokens = sum(t.num_model_tokens for t in trajs)
     engine_tps = engine_tokens / engine_s
