@@ -1,11 +1,14 @@
 """Email-store benchmark: build throughput and inbox-scoped search latency.
 
 Builds a synthetic store (``inboxrl.email.synth.generate`` when it is importable, otherwise a
-simple Zipf-vocabulary generator below), then times 1,000 realistic searches: 1-3 keywords
-taken from one stored message (not among the corpus's 100 most frequent words, as a person
-would not search for "that" or "with"), scoped to an inbox that holds it, without filters, with
-a ``from_addr`` filter and with a 60-day date range; then the worst case, one of the 20 most
-frequent words alone.
+simple Zipf-vocabulary generator below) with a display name for every sender and recipient
+(``john.smith@x`` -> "John Smith", stored and FTS-indexed as real mail's names are), then times
+1,000 realistic searches: 1-3 keywords taken from one stored message (not among the corpus's
+100 most frequent words, as a person would not search for "that" or "with"), scoped to an inbox
+that holds it, without filters, with a ``from_addr`` filter and with a 60-day date range; the
+sender's first name alone (a search that only the names index answers); then the worst case,
+one of the 20 most frequent words alone. ``--compare-no-names`` also builds the same corpus
+without names and prints the with/without ratios measured side by side.
 
     .venv/bin/python bench/search_latency.py --num-emails 500000
 
@@ -21,6 +24,7 @@ import statistics
 import tempfile
 import time
 from collections import Counter
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -79,6 +83,22 @@ def make_corpus(num_emails: int, seed: int) -> tuple[list[tuple[Email, list[str]
         return simple_corpus(num_emails, seed), "bench simple generator"
 
 
+def display_name(address: str) -> str:
+    """A person-like display name made from an address's local part (``john.smith`` -> John Smith)."""
+    local = address.split("@", 1)[0]
+    parts = [p for p in local.replace("_", ".").replace("-", ".").split(".") if p]
+    return " ".join(p.capitalize() for p in parts) or local
+
+
+def with_names(records: list[tuple[Email, list[str]]]) -> list[tuple[Email, list[str]]]:
+    """The records with ``names`` set for the sender and every recipient."""
+    out = []
+    for email, owners in records:
+        people = [email.from_address, *email.to, *email.cc, *email.bcc]
+        out.append((replace(email, names={a: display_name(a) for a in people if a}), owners))
+    return out
+
+
 def _words(email: Email) -> list[str]:
     words = [w.strip(".,;:!?\"'()").lower() for w in (email.subject + " " + email.body).split()]
     return [w for w in words if len(w) >= 4 and w.isalpha()]
@@ -107,6 +127,7 @@ def make_queries(records: list[tuple[Email, list[str]]], n: int, seed: int,
         day = datetime.strptime(email.date[:10], "%Y-%m-%d")
         queries.append({"inbox": rng.choice([email.from_address, *email.to, *email.cc, *owners]),
                         "keywords": keywords, "from_addr": email.from_address,
+                        "first_name": display_name(email.from_address).split()[0],
                         "sent_after": (day - timedelta(days=30)).strftime("%Y-%m-%d"),
                         "sent_before": (day + timedelta(days=30)).strftime("%Y-%m-%d")})
     return queries
@@ -116,7 +137,7 @@ def time_queries(store: EmailStore, queries: list[dict], variant: str) -> dict:
     """Latency percentiles of ``queries`` with the filters ``variant`` names."""
     latencies, cpu, hits = [], [], 0
     for q in queries:
-        kwargs = {"keywords": q["keywords"]}
+        kwargs = {"keywords": [q["first_name"]] if variant == "name" else q["keywords"]}
         if variant in ("from", "from+dates"):
             kwargs["from_addr"] = q["from_addr"]
         if variant in ("dates", "from+dates"):
@@ -135,6 +156,45 @@ def time_queries(store: EmailStore, queries: list[dict], variant: str) -> dict:
             "queries_with_hits": hits}
 
 
+def build_and_time(records: list[tuple[Email, list[str]]], db: Path, args: argparse.Namespace) -> dict:
+    """Build a store of ``records`` at ``db`` and time the searches on it."""
+    cpu = time.process_time()
+    report = build_store(db, records, BuildOptions(), progress=False)
+    build_cpu = time.process_time() - cpu
+    print(report.summary())
+    size_mb = db.stat().st_size / 2**20
+    stop = frequent_words(records, 100, args.seed)
+    queries = make_queries(records, args.num_queries, args.seed + 1, set(stop))
+    worst = make_queries(records, args.num_queries, args.seed + 2, set(stop), common=stop[:20])
+    with EmailStore(db) as store:
+        for q in queries[:50]:  # warm the page cache
+            store.search(q["inbox"], q["keywords"])
+        results = [time_queries(store, queries, v) for v in ("plain", "from", "dates", "from+dates", "name")]
+        results.append(time_queries(store, worst, "common-word"))
+    for r in results:
+        print(f"search {r['variant']:<11} p50 {r['p50_ms']:7.3f} ms  p99 {r['p99_ms']:7.3f} ms  "
+              f"max {r['max_ms']:7.2f} ms  (CPU p50 {r['cpu_p50_ms']:.3f} p99 {r['cpu_p99_ms']:.3f} ms; "
+              f"{r['queries_with_hits']}/{len(queries)} with hits)")
+    out = {"build_s": round(report.seconds, 1), "build_emails_per_s": round(report.emails_per_second),
+           "build_cpu_s": round(build_cpu, 1), "build_emails_per_cpu_s": round(len(records) / build_cpu),
+           "db_mb": round(size_mb, 1), "names": report.names, "search": results}
+    print(f"build {out['build_emails_per_s']:,} emails/s wall, {out['build_emails_per_cpu_s']:,} emails per "
+          f"CPU second, db {size_mb:.0f} MB  (wall numbers include waiting for a busy machine: "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)", flush=True)
+    return out
+
+
+def _ratios(named: dict, plain: dict) -> dict:
+    ratios = {"build_cpu": round(named["build_emails_per_cpu_s"] / plain["build_emails_per_cpu_s"], 3),
+              "db_size": round(named["db_mb"] / plain["db_mb"], 3)}
+    for a, b in zip(named["search"], plain["search"]):
+        ratios[f"{a['variant']}_cpu_p50"] = round(a["cpu_p50_ms"] / max(b["cpu_p50_ms"], 1e-6), 3)
+        ratios[f"{a['variant']}_cpu_p99"] = round(a["cpu_p99_ms"] / max(b["cpu_p99_ms"], 1e-6), 3)
+    print("with names / without (CPU time, same corpus, same run): "
+          + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()))
+    return ratios
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--num-emails", type=int, default=500000)
@@ -142,38 +202,23 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--db", type=Path, default=None, help="where to build (default: a temp dir)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument("--compare-no-names", action="store_true",
+                    help="also build and time the corpus without display names; print the ratios")
     args = ap.parse_args()
     t = time.perf_counter()
     records, source = make_corpus(args.num_emails, args.seed)
+    records = with_names(records)
     gen_s = time.perf_counter() - t
     print(f"generated {len(records):,} emails with the {source} in {gen_s:.1f}s", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        db = args.db or Path(tmp) / "bench.db"
-        cpu = time.process_time()
-        report = build_store(db, records, BuildOptions(), progress=False)
-        build_cpu = time.process_time() - cpu
-        print(report.summary())
-        size_mb = db.stat().st_size / 2**20
-        stop = frequent_words(records, 100, args.seed)
-        queries = make_queries(records, args.num_queries, args.seed + 1, set(stop))
-        worst = make_queries(records, args.num_queries, args.seed + 2, set(stop), common=stop[:20])
-        with EmailStore(db) as store:
-            for q in queries[:50]:  # warm the page cache
-                store.search(q["inbox"], q["keywords"])
-            results = [time_queries(store, queries, v) for v in ("plain", "from", "dates", "from+dates")]
-            results.append(time_queries(store, worst, "common-word"))
-    out = {"source": source, "num_emails": len(records), "generate_s": round(gen_s, 1),
-           "build_s": round(report.seconds, 1), "build_emails_per_s": round(report.emails_per_second),
-           "build_cpu_s": round(build_cpu, 1), "build_emails_per_cpu_s": round(len(records) / build_cpu),
-           "db_mb": round(size_mb, 1), "load_average": round(os.getloadavg()[0], 1),
-           "cpu_count": os.cpu_count(), "search": results}
-    for r in results:
-        print(f"search {r['variant']:<11} p50 {r['p50_ms']:7.3f} ms  p99 {r['p99_ms']:7.3f} ms  "
-              f"max {r['max_ms']:7.2f} ms  (CPU p50 {r['cpu_p50_ms']:.3f} p99 {r['cpu_p99_ms']:.3f} ms; "
-              f"{r['queries_with_hits']}/{len(queries)} with hits)")
-    print(f"build {out['build_emails_per_s']:,} emails/s wall, {out['build_emails_per_cpu_s']:,} emails per "
-          f"CPU second, db {size_mb:.0f} MB  (wall numbers include waiting for a busy machine: "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+        named = build_and_time(records, args.db or Path(tmp) / "bench.db", args)
+        out = {"source": source, "num_emails": len(records), "generate_s": round(gen_s, 1), **named,
+               "load_average": round(os.getloadavg()[0], 1), "cpu_count": os.cpu_count()}
+        if args.compare_no_names:
+            print("-- the same corpus without display names", flush=True)
+            plain = [(replace(e, names={}), o) for e, o in records]
+            out["without_names"] = build_and_time(plain, Path(tmp) / "plain.db", args)
+            out["ratios_with_over_without_names"] = _ratios(named, out["without_names"])
     if args.json:
         args.json.write_text(json.dumps(out, indent=2) + "\n")
 

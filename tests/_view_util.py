@@ -80,7 +80,7 @@ def make_handmade_run(root: Path, truncate: bool = True) -> Path:
     """A run with two steps (step 2's file and metrics.jsonl end in a truncated line), evals at
     steps 0 and 2 with their transcripts, and a baseline."""
     root.mkdir(parents=True, exist_ok=True)
-    (root / "config.json").write_text(json.dumps({"mode": "masked", "learning_rate": 1e-5,
+    (root / "config.json").write_text(json.dumps({"mode": "masked", "learning_rate": 1e-5, "min_group_std": 0.05,
                                                   "model_name": "", "num_generations": 3}))
     rows = [{"kind": "train", "step": s, "avg_reward": 0.1 * s, "accuracy": 0.25, "groups_kept": 1,
              "groups_filtered": 1, "num_early_exit": 2, "total_tokens": 100, "trainable_tokens": 20,

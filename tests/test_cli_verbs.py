@@ -127,13 +127,42 @@ def test_build_db_parquet(tmp_path):
         assert store.read("carol@enron.com", "<p2@e>") is None
 
 
-def test_build_db_bad_source_exits_2(tmp_path):
+def _failing(*args: str) -> subprocess.CompletedProcess:
     cmd = [str(SCRIPT)] if SCRIPT.is_file() else [sys.executable, "-m", "inboxrl.cli"]
-    proc = subprocess.run([*cmd, "build-db", str(tmp_path / "missing"), "--db", str(tmp_path / "x.db")],
-                          capture_output=True, text=True, timeout=120,
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=120,
                           env=dict(os.environ, PYTHONPATH=str(ROOT / "src")))
+
+
+def test_build_db_bad_source_exits_2(tmp_path):
+    proc = _failing("build-db", str(tmp_path / "missing"), "--db", str(tmp_path / "x.db"))
     assert proc.returncode == 2 and proc.stderr.strip().startswith("error: ")
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_build_db_real_maildir_infers_the_owner_or_asks_for_it(tmp_path):
+    box = tmp_path / "Maildir"
+    for part in ("cur", "new", "tmp"):
+        (box / part).mkdir(parents=True)
+    for n, part in enumerate(("cur", "cur", "new")):
+        (box / part / f"1700000{n}.M1P1.host:2,S").write_text(MAIL.format(n=n, who="dana"))
+    out = inboxrl("build-db", str(box), "--db", str(tmp_path / "d.db")).stdout
+    assert "3 of 3 emails stored" in out and "Maildir -> dana@example.com" in out
+    with EmailStore(tmp_path / "d.db") as store:
+        assert store.inboxes() == ["dana@example.com", "pat@example.com"]
+    anon = tmp_path / "anon"
+    for part in ("cur", "new", "tmp"):
+        (anon / part).mkdir(parents=True)
+    (anon / "cur" / "1.M1P1.host:2,S").write_text("Message-ID: <a@b>\nSubject: hi\n\nno recipients\n")
+    proc = _failing("build-db", str(anon), "--db", str(tmp_path / "a.db"))
+    assert proc.returncode == 2 and "pass --owner" in proc.stderr and not (tmp_path / "a.db").exists()
+
+
+def _eval_only_file(assets, path: Path, n: int = 3) -> list[str]:
+    """``n`` of the validation scenarios alone in a file: no training scenarios at all."""
+    rows = [json.loads(line) for line in assets["scenarios"].read_text().splitlines()]
+    rows = [r for r in rows if r.get("split") == "test"][:n]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return [r["id"] for r in rows]
 
 
 def test_eval_reference(assets, tmp_path):
@@ -141,11 +170,21 @@ def test_eval_reference(assets, tmp_path):
     assert "2 validation scenarios" in out and "reference agent [read] on 2 scenarios" in out
 
 
-def test_eval_tiny_model(assets, tmp_path):
+def test_eval_reference_on_an_eval_only_scenario_file(assets, tmp_path):
+    _eval_only_file(assets, tmp_path / "eval_only.jsonl")
+    out = inboxrl("eval-reference", *_common(assets, tmp_path / "ref", model=False), "--scenarios-path",
+                  str(tmp_path / "eval_only.jsonl"), "--eval-dataset-size", "3", "--max-turns", "10").stdout
+    assert "3 validation scenarios" in out and "reference agent [read] on 3 scenarios" in out
+
+
+def test_eval_tiny_model_on_an_eval_only_scenario_file(assets, tmp_path):
     out_dir = tmp_path / "eval"
-    inboxrl("eval", *_common(assets, out_dir))
+    ids = _eval_only_file(assets, tmp_path / "eval_only.jsonl")
+    inboxrl("eval", *_common(assets, out_dir), "--scenarios-path", str(tmp_path / "eval_only.jsonl"),
+            "--eval-dataset-size", "3")
     doc = json.loads((out_dir / "eval_logs" / "eval_step_0000.json").read_text())
     assert doc["step"] == 0 and "accuracy" in doc
+    assert sorted(s["scenario_id"] for s in doc["per_scenario"]) == sorted(ids)
 
 
 def test_train_then_report(assets, tmp_path):

@@ -8,6 +8,7 @@ from inboxrl.email.env import EmailTaskEnv, StepResult
 from inboxrl.email.judge import NormalizedJudge, Verdict
 from inboxrl.email.rubric import (FORMAT_ERROR, FOUND_REFERENCE, INVALID_READ, READ_REFERENCE,
                                   REPEATED_SEARCH, ZERO_RESULTS, outcome_reward, process_reward)
+from inboxrl.email.tools import parse_result
 from inboxrl.email.store import EmailStore, build_store
 
 ALICE, BOB = "alice@corp.com", "bob@corp.com"
@@ -58,14 +59,14 @@ def answer(text, sources=()):
 def test_correct_answer_path_events_and_reward(store):
     env = make_env(store)
     r1 = env.step(search("fuel", "surcharge"))
-    hits = json.loads(r1.observation)
+    hits = parse_result(r1.observation)
     assert [h["message_id"] for h in hits] == ["<decoy@corp>", "<ref@corp>"]  # newest first
     assert r1.events == [FOUND_REFERENCE] and not r1.done
     r2 = env.step(read("<decoy@corp>"))
     assert r2.events == [] and "$51,000" in r2.observation
     r3 = env.step(read("ref@corp"))  # brackets optional
     assert r3.events == [READ_REFERENCE]
-    assert json.loads(r3.observation)["to"] == [ALICE]
+    assert parse_result(r3.observation)["to"] == [ALICE]
     r4 = env.step(answer("The total was $48,200.", ["<ref@corp>"]))
     assert r4.done and r4.events == []
     rub = env.finish("answered")
@@ -131,16 +132,16 @@ def test_repeated_search_normalisation_and_counters(store):
 def test_inbox_scoping(store):
     env = make_env(store)
     r1 = env.step(search("zebracorn"))  # only in Bob's inbox
-    assert json.loads(r1.observation) == [] and r1.events == [ZERO_RESULTS]
+    assert parse_result(r1.observation) == [] and r1.events == [ZERO_RESULTS]
     r2 = env.step(read("<bob-only@corp>"))
     assert r2.events == [INVALID_READ] and "error" in json.loads(r2.observation)
     r3 = env.step(read("<never-existed@x>"))
     assert r3.events == [INVALID_READ] and not r3.done
     # Bob's scenario sees Bob's mail only
     env_bob = make_env(store, inbox_address=BOB)
-    hits = json.loads(env_bob.step(search("zebracorn")).observation)
+    hits = parse_result(env_bob.step(search("zebracorn")).observation)
     assert [h["message_id"] for h in hits] == ["<bob-only@corp>"]
-    assert json.loads(env_bob.step(search("fuel")).observation) == []
+    assert parse_result(env_bob.step(search("fuel")).observation) == []
     rub = env.finish("max_turns")
     assert (rub.num_reads, rub.num_invalid_reads) == (2, 2)
     assert process_reward(r2.events) == -0.5

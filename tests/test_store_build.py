@@ -44,9 +44,9 @@ def test_triggers_keep_fts_in_sync(tmp_path):
     assert _fts_ids(conn, "durian") == [3] and _fts_ids(conn, "apple") == [1, 3]
     conn.execute("UPDATE emails SET body = 'elderberry' WHERE id = 1")
     assert _fts_ids(conn, "apple") == [3] and _fts_ids(conn, "elderberry") == [1]
-    conn.execute("INSERT INTO inbox_members VALUES ('b@x.com', 3)")
-    conn.execute("INSERT INTO inbox_members VALUES ('New@X.com', 3)")
-    conn.execute("INSERT INTO inbox_members VALUES ('new@x.com', 1)")
+    conn.execute("INSERT INTO inbox_members VALUES ('b@x.com', 3, 0)")
+    conn.execute("INSERT INTO inbox_members VALUES ('New@X.com', 3, 0)")
+    conn.execute("INSERT INTO inbox_members VALUES ('new@x.com', 1, 0)")
     conn.execute("DELETE FROM inbox_members WHERE inbox = 'new@x.com' AND email_id = 1")
     conn.execute("DELETE FROM emails WHERE id = 2")
     assert _fts_ids(conn, "banana") == [] and _fts_ids(conn, "cherry") == []
@@ -63,21 +63,25 @@ def test_triggers_keep_fts_in_sync(tmp_path):
         assert store.search("a@x.com", ["cherry"]) == []
 
 
-def test_duplicates_are_skipped_counted_and_owners_merged(tmp_path):
+def test_duplicates_are_merged_counted_and_owners_added(tmp_path):
     db = tmp_path / "s.db"
     recs = [(_mail("<1>", body="same"), ["o1@x.com"]),
-            (_mail("<1>", body="other body"), ["o2@x.com"]),          # same message id
+            (_mail("<1>", body="same"), ["o2@x.com"]),                # the same message again
+            (_mail("<1>", body="other body"), ["o4@x.com"]),          # same id, other content: its own
             (_mail("<9>", body="same"), ["o3@x.com"]),                # same sender+date+subject+body
             (_mail("<10>", body="same", date="2001-01-02 03:04:06"), [])]  # differs by date: kept
     rep = build_store(db, recs, progress=False)
-    assert (rep.read, rep.stored, rep.duplicates, rep.duplicate_ids, rep.duplicate_content) == (4, 2, 2, 1, 1)
+    assert (rep.read, rep.stored, rep.same_message, rep.duplicate_content, rep.id_reused) == (5, 3, 1, 1, 1)
+    # a@x.com (sender) and b@x.com (recipient) are in both messages called <1>
+    assert rep.ids_shared_in_inbox == 2 and rep.shared_id_examples == ["<1> x2 in a@x.com", "<1> x2 in b@x.com"]
     with EmailStore(db) as store:
-        assert store.count() == 2 and store.has_message("<9>")
+        assert store.count() == 3 and store.in_inbox("o3@x.com", "<9>")
         assert store.read("o3@x.com", "<9>").message_id == "<1>"          # alias of the kept copy
         assert store.read("o3@x.com", "9").message_id == "<1>"
         assert store.read("nobody@x.com", "<9>") is None
         for owner in ("o1@x.com", "o2@x.com", "o3@x.com"):
             assert store.read(owner, "<1>").body == "same"
+        assert store.read("o4@x.com", "<1>").body == "other body"
         assert store.read("o1@x.com", "<10>") is None
 
 
@@ -93,9 +97,13 @@ def test_options_truncate_mass_mail_short_and_defaults(tmp_path):
                       progress=False)
     assert (rep.read, rep.stored, rep.truncated, rep.mass_mail_skipped, rep.too_short_skipped) == (7, 5, 1, 1, 1)
     assert rep.missing_id_generated == 1 and rep.missing_date_defaulted == 1
-    assert "5 of 7 emails stored" in rep.summary()
+    summary = rep.summary()
+    assert "5 of 7 emails stored" in summary and "1 body shorter than min_body_chars" in summary
+    assert "1 mass mails (more than 30 recipients; raise --max-recipients to keep them)" in summary
     with EmailStore(db) as store:
-        assert store.read("a@x.com", "<long>").body == "w " * 10
+        long = store.read("a@x.com", "<long>")
+        assert long.body == "w " * 10 and long.body_truncated
+        assert not store.read("a@x.com", "<rfc>").body_truncated
         assert store.read("a@x.com", "<nodate>").date == "1970-01-01 00:00:00"
         assert store.read("a@x.com", "<rfc>").date == "2001-05-14 23:39:00"
         assert len(store.read("a@x.com", "<ok30>").to) == 30
@@ -114,7 +122,7 @@ def test_failed_build_leaves_no_partial_db_and_keeps_old(tmp_path):
         build_store(db, broken(), progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.db"]
     with EmailStore(db) as store:
-        assert store.has_message("<old>") and not store.has_message("<new>")
+        assert store.in_inbox("a@x.com", "<old>") and not store.in_inbox("a@x.com", "<new>")
     fresh = tmp_path / "fresh.db"
     with pytest.raises(RuntimeError):
         build_store(fresh, broken(), progress=False)

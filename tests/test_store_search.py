@@ -129,7 +129,12 @@ def test_read_is_scoped_and_tolerates_brackets(store):
     assert store.read(DAVE, "3@t").message_id == "<3@t>"
     assert store.read(BOB, "<3@t>") is None
     assert store.read(ALICE, "<4@t>").bcc == [ALICE]
-    assert store.has_message("<6@t>") and not store.has_message("<7@t>")
+    assert store.in_inbox(ALICE, "<6@t>") and not store.in_inbox(ALICE, "<7@t>")
+    for no_inbox in (None, "", "  "):
+        with pytest.raises(ValueError, match="inbox address is required"):
+            store.read(no_inbox, "<3@t>")
+        with pytest.raises(ValueError, match="inbox address is required"):
+            store.search(no_inbox, ["houston"])
 
 
 def test_inboxes_and_count(store):

@@ -75,7 +75,7 @@ def test_store_search_shows_distractors_first_and_read_answers(made):
 def test_default_dataset_is_built_once_and_reused(tmp_path, monkeypatch):
     monkeypatch.setenv("INBOXRL_CACHE", str(tmp_path / "env-cache"))
     ds = synth.ensure_default_dataset(cache_dir=tmp_path / "cache")
-    assert ds.root == tmp_path / "cache" / "data" / "synthetic-v1-2001-2000-schema2"
+    assert ds.root == tmp_path / "cache" / "data" / "synthetic-v1-2001-2000-schema3"
     assert ds.num_train >= 400 and ds.num_test >= 100
     scenarios = load_scenarios(ds.scenarios_path)
     assert sum(s.split == "test" for s in scenarios) == ds.num_test
@@ -91,7 +91,7 @@ def test_default_dataset_is_built_once_and_reused(tmp_path, monkeypatch):
 
 def test_default_dataset_location_and_broken_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("INBOXRL_CACHE", str(tmp_path / "env"))
-    expected = tmp_path / "env" / "data" / "synthetic-v1-2001-2000-schema2"
+    expected = tmp_path / "env" / "data" / "synthetic-v1-2001-2000-schema3"
     assert synth.default_dataset_dir() == expected
     expected.mkdir(parents=True)
     (expected / "manifest.json").write_text("{not json")  # a broken earlier copy
@@ -119,9 +119,9 @@ def test_concurrent_first_builds_agree(tmp_path):
     assert [p.returncode for p in procs] == [0, 0], outs
     assert outs[0][0] == outs[1][0] and outs[0][0].strip()
     data = tmp_path / "data"
-    assert [p.name for p in data.iterdir()] == ["synthetic-v1-2001-2000-schema2"]  # no temp dirs left
-    assert check_scenarios(data / "synthetic-v1-2001-2000-schema2" / "emails.db",
-                           load_scenarios(data / "synthetic-v1-2001-2000-schema2")) == []
+    assert [p.name for p in data.iterdir()] == ["synthetic-v1-2001-2000-schema3"]  # no temp dirs left
+    assert check_scenarios(data / "synthetic-v1-2001-2000-schema3" / "emails.db",
+                           load_scenarios(data / "synthetic-v1-2001-2000-schema3")) == []
 
 
 def test_make_data_without_store_matches_generate(tmp_path):

@@ -52,6 +52,10 @@ def test_filtered_groups_are_shown_filtered_with_zero_advantages(run):
     assert all("filtered" not in a["class"] for row in parse(html).heat[0] for a, _ in row)
     group1 = html[html.index('id="group-1"'):]
     assert "filtered (low variance)" in group1[:600]
+    # group 1: rewards 0.0, 0.0 (std 0); process rewards +1, -1, +1 (turns 1-2 of r0, turn 1 of r1):
+    # the page states the measured values against the run's rule, whichever side they fall
+    assert ("Filtered: reward std 0.000 &lt; min_group_std 0.05 and process-reward std 0.943 ≥ 0.05."
+            in group1)
     # colour: red for negative, blue for positive, grey for filtered
     colours = {float(a["data-adv"]): a["style"] for row in parse(html).heat[0] for a, _ in row}
     r, _, b = (int(colours[1.75][12 + 2 * i: 14 + 2 * i], 16) for i in range(3))
@@ -100,6 +104,9 @@ def test_eval_page_compares_each_scenario_with_the_baseline(run):
     assert len(links) == 6  # this eval's and the baseline's transcript of each scenario
     for link in links:
         assert (root / "view" / "evals" / link).resolve().is_file(), link
+    base = read(root, "evals/eval_0000.html")
+    assert "This eval is the baseline" in base and 'class="baseline"' not in base
+    assert set(re.findall(r'<td class="outcome">([^<]*)</td>', base)) == {"-"}
     side = read(root, "evals.html")
     assert "Detailed Rubric Statistics" in side and "step 0" in side and "step 2" in side
     assert side.count("Found correct email") == 1 and report.evals == 2
@@ -166,6 +173,7 @@ def test_a_rebuild_reuses_unchanged_steps_and_rebuilds_changed_ones(run):
     assert first.reused == 0
     again = build_view(root, SERIAL)
     assert again.reused == 4 and again.rollouts == 0 and again.steps == 2
+    assert again.notes == first.notes  # a reused step's skips are still reported
     traj = load_jsonl(root / "trajectories" / "step_0001.jsonl")
     traj[0].turns[0].advantage = 0.3125
     from inboxrl.agent.trajectory import save_jsonl
@@ -185,5 +193,30 @@ def test_parallel_build_writes_the_same_pages(tmp_path):
     strip = lambda s: re.sub(r"Built by .*?</footer>", "", s.replace(str(a), "").replace(str(b), ""), flags=re.S)  # noqa: E731
     for rel in pages:
         assert strip((a / "view" / rel).read_text()) == strip((b / "view" / rel).read_text()), rel
-    assert json.loads((b / "view" / "manifest.json").read_text())["version"] == 1
+    assert json.loads((b / "view" / "manifest.json").read_text())["version"] == 2
     assert SCRIPT_BODY  # used by the fixture run
+
+
+def test_without_a_tokenizer_the_token_view_shows_ids_and_says_why(run):
+    root, report = run
+    assert any(n.startswith("token view: no tokenizer found") for n in report.notes)
+    page = rollout_section(read(root, "rollouts/step_0001/g000.html"), 0)
+    assert '<span class="tok src-system" title="system: 3 tokens">#1 #2 #3 </span>' in page
+    assert re.search(r'class="tok src-model" title="turn 1 · log-prob -0.5000 · advantage \+0.5000">#10 </span>', page)
+
+
+def test_a_rollout_without_tokens_says_so(tmp_path):
+    from inboxrl.agent.trajectory import save_jsonl
+
+    from _view_util import step_trajectories
+
+    root = make_handmade_run(tmp_path / "run", truncate=False)
+    trajs = step_trajectories(1)
+    for t in trajs:  # as an API policy records them: turns and messages, no token ids
+        t.token_ids, t.sources, t.logprobs, t.turn_index = [], [], [], []
+    save_jsonl(trajs, root / "trajectories" / "step_0001.jsonl")
+    build_view(root, SERIAL)
+    page = read(root, "rollouts/step_0001/g000.html")
+    assert page.count("No tokens recorded") == len(ADVANTAGES[0])
+    assert [[float(a["data-adv"]) for a, _ in row] for row in parse(read(root, "steps/step_0001.html")).heat[0]] \
+        == ADVANTAGES[0]

@@ -149,3 +149,18 @@ def test_serve_rebuilds_on_reload(tiny_run):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_bad_view_arguments_exit_2(tiny_run):
+    out, _ = tiny_run
+    proc = subprocess.run(CLI + ["view", str(out), "--workers", "-1"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip() == "error: --workers must be >= 0"
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = subprocess.run(CLI + ["view", str(out), "--serve", str(port)], capture_output=True, text=True,
+                              timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: cannot serve on 127.0.0.1:{port}")
+    assert "Traceback" not in proc.stderr

@@ -66,11 +66,15 @@ def cmd_build_db(args: argparse.Namespace) -> int:
     print(report.summary())
     if args.scenarios:
         from inboxrl.email.scenarios import load_scenarios
-        from inboxrl.email.store import check_scenarios
+        from inboxrl.email.store import ambiguous_scenarios, check_scenarios
 
-        missing = check_scenarios(args.db, load_scenarios(args.scenarios))
+        scenarios = load_scenarios(args.scenarios)
+        missing = check_scenarios(args.db, scenarios)
+        shared = ambiguous_scenarios(args.db, scenarios)
         print(f"Integrity: {len(missing)} scenarios whose reference message is missing"
-              + (f" (e.g. {', '.join(missing[:5])})" if missing else ""))
+              + (f" (e.g. {', '.join(missing[:5])})" if missing else "")
+              + f"; {len(shared)} whose reference id names more than one message of their inbox"
+              + (f" (e.g. {', '.join(shared[:5])})" if shared else ""))
     return 0
 
 
@@ -120,7 +124,8 @@ def _data_parsers(sub) -> None:
     p.add_argument("--kind", default="auto", choices=["auto", "parquet", "maildir", "mbox"])
     p.add_argument("--owner", default=None, help="mailbox owner address (maildir / mbox)")
     p.add_argument("--max-body-chars", type=int, default=20000, help="truncate longer bodies")
-    p.add_argument("--max-recipients", type=int, default=30, help="skip mass mails with more recipients")
+    p.add_argument("--max-recipients", type=int, default=30,
+                   help="skip mass mails with more to+cc+bcc addresses (counted in the report; ~1%% of a real mailbox)")
     p.add_argument("--scenarios", default=None, help="check these scenarios' reference messages exist")
     p.set_defaults(func=cmd_build_db)
     p = sub.add_parser("make-data", help="generate a deterministic synthetic inbox + scenarios")

@@ -1,39 +1,38 @@
 """Readers of real mail into ``(Email, owners)`` records for :func:`inboxrl.email.store.build_store`.
 
 * ``read_parquet``: the public Enron parquet layout (columns ``message_id, subject, from, to, cc,
-  bcc, date, body, file_name``; to / cc / bcc as arrays or comma-separated strings), one file or
-  a directory of them, read in row batches. The mailbox owner of a row (``allen-p/inbox/1.``)
-  is a folder name, not an address, so a row has no owner unless the caller passes ``owner``:
-  inbox membership comes from its from / to / cc / bcc addresses.
-* ``read_maildir``: CMU Enron trees (``maildir/<user>/<folder>/<n>.``, one RFC 822 message per
-  file) or any folder tree of message files (a real Maildir's cur/new included). Owner: the
-  ``owner`` argument for the whole tree; otherwise, per user folder, the most frequent To address
-  of its ``inbox`` folder, falling back to ``<user>@enron.com``. A root that itself holds an
-  ``inbox`` folder is one user's mailbox.
+  bcc, date, body, file_name``; to / cc / bcc as arrays or comma-separated strings, where
+  ``"Name" <address>`` entries give display names), one file or a directory of them, read in row
+  batches. The mailbox owner of a row (``allen-p/inbox/1.``) is a folder name, not an address,
+  so a row has no owner unless the caller passes ``owner``: inbox membership comes from its
+  from / to / cc / bcc addresses.
+* ``read_maildir``: a real Maildir (the folder holding ``cur/new/tmp``, Maildir++ ``.Sub``
+  folders included, ``tmp`` never read), a folder of such Maildirs (one per user), CMU Enron
+  trees (``maildir/<user>/<folder>/<n>.``) or any folder tree of message files. Owner: the
+  ``owner`` argument for the whole tree; otherwise per mailbox the most frequent To address of
+  its messages (a Maildir: ``cur`` + ``new``; an Enron user folder: ``inbox/``, falling back to
+  ``<user>@enron.com``). A Maildir whose owner cannot be told stops with an error asking for
+  ``--owner``. A root that itself is a Maildir or holds an ``inbox`` folder is one mailbox.
 * ``read_mbox``: one mbox file; owner the argument, else the most frequent To address in it.
 
 Messy mail never stops a run: missing headers get defaults, unparseable dates become
-``DEFAULT_DATE``, bodies are decoded with the declared charset then UTF-8 then Latin-1,
-multipart mail gives its text/plain part (else its HTML part as text), and unreadable or
-header-less files are skipped. Everything is counted in the stream's ``IngestReport``.
+``DEFAULT_DATE``, multipart mail gives its text/plain part (else its HTML part as text), and
+unreadable or header-less files are skipped, by reason (:mod:`inboxrl.email.mail_parse` reads one
+message). Everything is counted in the stream's ``IngestReport``; a message without an id keeps
+``""`` and the store builder generates one, so both reports count it.
 """
 from __future__ import annotations
 
-import hashlib
 import mailbox
 import os
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from email import policy
-from email.header import decode_header, make_header
-from email.message import EmailMessage
-from email.parser import BytesHeaderParser, BytesParser
 from pathlib import Path
 from typing import Any
 
-from inboxrl.email.build_report import (DEFAULT_DATE, BuildOptions, BuildReport, IngestReport,
-                                        decode_bytes, html_to_text, normalize_date, parse_addresses)
+from inboxrl.email.build_report import BuildOptions, BuildReport, IngestReport
+from inboxrl.email.mail_parse import common_to, message_date, parse_message
+from inboxrl.email.mail_text import normalize_message_id, parse_named_addresses
 from inboxrl.email.types import Email
 
 PARQUET_COLUMNS = ("message_id", "subject", "from", "to", "cc", "bcc", "date", "body", "file_name")
@@ -55,139 +54,20 @@ class RecordStream:
         return self.records
 
 
-# ---------------------------------------------------------------- RFC 822 messages
-
-
-def _raw_header(msg: EmailMessage, name: str) -> str:
-    for key, value in msg.raw_items():
-        if key.lower() == name:
-            try:
-                return str(make_header(decode_header(value))).strip()
-            except Exception:
-                return str(value).strip()
-    return ""
-
-
-def _has_raw_bytes(text: str) -> bool:
-    return any("\udc80" <= ch <= "\udcff" for ch in text)
-
-
-def _header(msg: EmailMessage, name: str) -> str:
-    """A header as one line of text; undeclared 8-bit bytes decoded like the body (charset,
-    UTF-8, Latin-1) rather than turned into replacement characters."""
-    raw = next((str(v) for k, v in msg.raw_items() if k.lower() == name), None)
-    if raw is not None and _has_raw_bytes(raw):
-        try:
-            charset = msg.get_content_charset()
-        except Exception:
-            charset = None
-        text, _ = decode_bytes(raw.encode("utf-8", "surrogateescape"), charset)
-        return " ".join(text.split())
-    try:
-        value = msg.get(name)
-        return "" if value is None else " ".join(str(value).split())
-    except Exception:  # policy.default raises on some malformed headers
-        return " ".join(_raw_header(msg, name).split())
-
-
-def _header_addresses(msg: EmailMessage, name: str) -> list[str]:
-    try:
-        value = msg.get(name)
-        if value is None:
-            return []
-        found = [a.addr_spec for a in value.addresses if a.addr_spec and a.addr_spec != "<>"]
-        return parse_addresses(found) if found else parse_addresses(str(value))
-    except Exception:
-        return parse_addresses(_raw_header(msg, name))
-
-
-def _text_part(msg: EmailMessage) -> EmailMessage | None:
-    try:
-        part = msg.get_body(preferencelist=("plain", "html"))
-    except Exception:
-        part = None
-    if part is None and not msg.is_multipart() and msg.get_content_maintype() == "text":
-        part = msg
-    return part
-
-
-def _body(msg: EmailMessage, report: IngestReport) -> str:
-    part = _text_part(msg)
-    if part is None:
-        report.empty_body += 1
-        return ""
-    try:
-        payload = part.get_payload(decode=True)
-    except Exception:
-        payload = None
-    if payload is None:
-        raw = part.get_payload()
-        payload = raw.encode("utf-8", "replace") if isinstance(raw, str) else b""
-    text, fallback = decode_bytes(payload, part.get_content_charset())
-    report.charset_fallback += fallback
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if part.get_content_subtype() == "html":
-        text = html_to_text(text)
-        report.html_converted += 1
-    if not text.strip():
-        report.empty_body += 1
-    return text
-
-
-def parse_message(raw: bytes, where: str, report: IngestReport) -> Email | None:
-    """One RFC 822 message as an Email, or None (counted as broken) when it has no mail headers."""
-    msg = BytesParser(policy=policy.default).parsebytes(raw)
-    fields = {h: _header(msg, h) for h in ("message-id", "from", "subject", "date", "to")}
-    if not any(fields.values()):
-        report.error(where, "no mail headers")
-        return None
-    mid = fields["message-id"]
-    if not mid:
-        report.missing_message_id += 1
-        mid = f"<{hashlib.sha1(where.encode() + raw).hexdigest()[:24]}@inboxrl.ingest>"
-    senders = _header_addresses(msg, "from")
-    report.missing_from += not senders
-    report.missing_subject += not fields["subject"]
-    return Email(message_id=mid, date=_date(fields["date"], report), subject=fields["subject"],
-                 from_address=senders[0] if senders else "", to=_header_addresses(msg, "to"),
-                 cc=_header_addresses(msg, "cc"), bcc=_header_addresses(msg, "bcc"),
-                 body=_body(msg, report), file_name=where)
-
-
-def _date(value: Any, report: IngestReport) -> str:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        report.missing_date += 1
-        return DEFAULT_DATE
-    date = normalize_date(value)
-    if date is None:
-        report.bad_date += 1
-        return DEFAULT_DATE
-    return date
-
-
 def _parse_file(path: Path, where: str, report: IngestReport) -> Email | None:
     report.seen += 1
     try:
         return parse_message(path.read_bytes(), where, report)
-    except Exception as e:  # unreadable file or a parser bug on odd input: skip, count, go on
-        report.error(where, f"{type(e).__name__}: {e}")
-        return None
-
-
-def _common_to(raws: Iterator[bytes]) -> str | None:
-    """The most frequent To address over some messages' headers (ties: alphabetical)."""
-    counts: Counter[str] = Counter()
-    for raw in raws:
-        try:
-            counts.update(set(_header_addresses(BytesHeaderParser(policy=policy.default).parsebytes(raw), "to")))
-        except Exception:
-            continue
-    if not counts:
-        return None
-    return min(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0]
+    except OSError as e:
+        report.error(where, f"{type(e).__name__}: {e}", "unreadable file")
+    except Exception as e:  # a parser bug on odd input: skip, count, go on
+        report.error(where, f"{type(e).__name__}: {e}", "unparseable message")
+    return None
 
 
 # ---------------------------------------------------------------- maildir
+
+MAILDIR_PARTS = ("cur", "new")  # tmp holds mail still being delivered: never read
 
 
 def _message_files(root: Path) -> Iterator[Path]:
@@ -198,6 +78,23 @@ def _message_files(root: Path) -> Iterator[Path]:
                 yield Path(dirpath) / name
 
 
+def is_maildir(folder: Path) -> bool:
+    """A real Maildir folder: it holds ``cur`` and ``new`` (and usually ``tmp``)."""
+    return all((folder / part).is_dir() for part in MAILDIR_PARTS)
+
+
+def _maildir_files(box: Path) -> Iterator[Path]:
+    """A Maildir's messages: its ``cur`` and ``new``, then each Maildir++ subfolder's (``.Sent``)."""
+    folders = [box] + [d for d in sorted(box.iterdir()) if d.name.startswith(".") and is_maildir(d)]
+    for folder in folders:
+        for part in MAILDIR_PARTS:
+            yield from (p for p in sorted((folder / part).iterdir()) if p.is_file() and not p.name.startswith("."))
+
+
+def _box_files(box: Path) -> Iterator[Path]:
+    return _maildir_files(box) if is_maildir(box) else _message_files(box)
+
+
 def _inbox_folder(mailbox_dir: Path) -> Path | None:
     for child in sorted(mailbox_dir.iterdir()):
         if child.is_dir() and child.name.lower() == "inbox":
@@ -205,29 +102,48 @@ def _inbox_folder(mailbox_dir: Path) -> Path | None:
     return None
 
 
+def _sample_owner(files: Iterator[Path]) -> str | None:
+    sample = (p for i, p in enumerate(files) if i < OWNER_SAMPLE_FILES)
+    return common_to(p.read_bytes()[:65536] for p in sample)
+
+
 def derive_maildir_owner(mailbox_dir: str | Path) -> str:
-    """The owner address of one user's folder: most frequent To address of ``inbox/``
-    (over its first ``OWNER_SAMPLE_FILES`` files), else ``<folder name>@enron.com``."""
+    """The owner address of one user's mailbox folder.
+
+    A real Maildir (the folder holding ``cur/new/tmp``): the most frequent To address of its
+    ``cur`` and ``new`` messages, else :class:`IngestError` asking for ``--owner``. A CMU Enron
+    user folder: the most frequent To address of its ``inbox/`` (first ``OWNER_SAMPLE_FILES``
+    files), else ``<folder name>@enron.com``."""
     mailbox_dir = Path(mailbox_dir)
-    inbox = _inbox_folder(mailbox_dir)
-    if inbox is not None:
-        files = (p for i, p in enumerate(_message_files(inbox)) if i < OWNER_SAMPLE_FILES)
-        owner = _common_to(p.read_bytes()[:65536] for p in files)
+    if is_maildir(mailbox_dir):
+        owner = _sample_owner(_maildir_files(mailbox_dir))
         if owner:
             return owner
-    return f"{mailbox_dir.name.lower()}@enron.com"
+        raise IngestError(f"cannot tell whose mailbox the Maildir {mailbox_dir} is (its messages name no "
+                          "To address); pass --owner ADDRESS")
+    inbox = _inbox_folder(mailbox_dir)
+    owner = _sample_owner(_message_files(inbox)) if inbox is not None else None
+    return owner or f"{mailbox_dir.name.lower()}@enron.com"
 
 
-def _maildir_records(root: Path, owner: str | None, report: IngestReport) -> Iterator[tuple[Email, list[str]]]:
-    if owner or _inbox_folder(root) is not None:
-        boxes = [(root, owner or derive_maildir_owner(root))]
-    else:
-        boxes = [(d, derive_maildir_owner(d)) for d in sorted(root.iterdir())
-                 if d.is_dir() and not d.name.startswith(".")] or [(root, None)]
+def _mailboxes(root: Path, owner: str | None) -> list[tuple[Path, str | None]]:
+    """The user mailboxes under ``root`` and their owners (see the module docstring)."""
+    if owner:
+        return [(root, owner.lower())]
+    if is_maildir(root) or _inbox_folder(root) is not None:
+        return [(root, derive_maildir_owner(root))]
+    if any((root / part).is_dir() for part in ("cur", "new", "tmp")):
+        raise IngestError(f"{root} looks like a damaged Maildir (it lacks cur/ or new/); pass --owner ADDRESS")
+    boxes = [d for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+    return [(d, derive_maildir_owner(d)) for d in boxes] or [(root, None)]
+
+
+def _maildir_records(root: Path, boxes: list[tuple[Path, str | None]],
+                     report: IngestReport) -> Iterator[tuple[Email, list[str]]]:
     for box, box_owner in boxes:
         if box_owner:
             report.owners[box.name] = box_owner
-        for path in _message_files(box):
+        for path in _box_files(box):
             email = _parse_file(path, path.relative_to(root).as_posix(), report)
             if email is not None:
                 report.yielded += 1
@@ -236,12 +152,13 @@ def _maildir_records(root: Path, owner: str | None, report: IngestReport) -> Ite
 
 def read_maildir(root: str | Path, owner: str | None = None,
                  report: IngestReport | None = None) -> RecordStream:
-    """Records of every message file under ``root`` (see the module docstring for owners)."""
+    """Records of every message file under ``root`` (see the module docstring for owners).
+    Raises :class:`IngestError` up front when a mailbox's owner cannot be told."""
     root = Path(root)
     if not root.is_dir():
         raise IngestError(f"maildir {root} is not a directory")
     report = report or IngestReport(source=str(root), kind="maildir")
-    return RecordStream(report, _maildir_records(root, owner, report))
+    return RecordStream(report, _maildir_records(root, _mailboxes(root, owner), report))
 
 
 # ---------------------------------------------------------------- mbox
@@ -255,7 +172,7 @@ def _mbox_records(box: mailbox.mbox, name: str, owner: str | None,
         try:
             email = parse_message(box.get_bytes(key), where, report)
         except Exception as e:
-            report.error(where, f"{type(e).__name__}: {e}")
+            report.error(where, f"{type(e).__name__}: {e}", "unparseable message")
             continue
         if email is not None:
             report.yielded += 1
@@ -272,7 +189,7 @@ def read_mbox(path: str | Path, owner: str | None = None,
     report = report or IngestReport(source=str(path), kind="mbox")
     box = mailbox.mbox(path, create=False)
     if not owner:
-        owner = _common_to(box.get_bytes(k) for k in box.iterkeys())
+        owner = common_to(box.get_bytes(k) for k in box.iterkeys())
     if owner:
         report.owners[path.name] = owner.lower()
     return RecordStream(report, _mbox_records(box, path.name, owner and owner.lower(), report))
@@ -288,21 +205,32 @@ def _parquet_files(path: Path) -> list[Path]:
     return files
 
 
+def _people(row: dict[str, Any], names: dict[str, str]) -> dict[str, list[str]]:
+    """The addresses of each address column; display names collected into ``names``."""
+    out = {}
+    for column in ("from", "to", "cc", "bcc"):
+        pairs = parse_named_addresses(row.get(column))
+        out[column] = [a for _, a in pairs]
+        for name, addr in pairs:
+            if name:
+                names.setdefault(addr, name)
+    return out
+
+
 def _row_email(row: dict[str, Any], where: str, report: IngestReport) -> Email:
-    mid = str(row.get("message_id") or "").strip()
-    if not mid:
-        report.missing_message_id += 1
-        mid = f"<{hashlib.sha1(where.encode()).hexdigest()[:24]}@inboxrl.ingest>"
-    senders = parse_addresses(row.get("from"))
-    report.missing_from += not senders
+    mid = normalize_message_id(row.get("message_id") or "")
+    report.missing_message_id += not mid
+    names: dict[str, str] = {}
+    people = _people(row, names)
+    report.missing_from += not people["from"]
     subject = " ".join(str(row.get("subject") or "").split())
     report.missing_subject += not subject
     body = str(row.get("body") or "")
     report.empty_body += not body.strip()
-    return Email(message_id=mid, date=_date(row.get("date"), report), subject=subject,
-                 from_address=senders[0] if senders else "", to=parse_addresses(row.get("to")),
-                 cc=parse_addresses(row.get("cc")), bcc=parse_addresses(row.get("bcc")), body=body,
-                 file_name=row.get("file_name") or where)
+    return Email(message_id=mid, date=message_date(row.get("date"), report), subject=subject,
+                 from_address=people["from"][0] if people["from"] else "", to=people["to"],
+                 cc=people["cc"], bcc=people["bcc"], body=body, file_name=row.get("file_name") or where,
+                 names=names)
 
 
 def _parquet_records(files: list[Path], owner: str | None, report: IngestReport,
@@ -314,7 +242,7 @@ def _parquet_records(files: list[Path], owner: str | None, report: IngestReport,
         try:
             pf = pq.ParquetFile(f)
         except Exception as e:
-            report.error(str(f), f"unreadable parquet: {e}")
+            report.error(str(f), f"unreadable parquet: {e}", "unreadable parquet file")
             continue
         names = set(pf.schema_arrow.names)
         if not {"body", "from"} <= names:
@@ -330,7 +258,7 @@ def _parquet_records(files: list[Path], owner: str | None, report: IngestReport,
                 try:
                     email = _row_email({c: data[c][i] for c in cols}, where, report)
                 except Exception as e:
-                    report.error(where, f"{type(e).__name__}: {e}")
+                    report.error(where, f"{type(e).__name__}: {e}", "unreadable row")
                     continue
                 report.yielded += 1
                 yield email, owners

@@ -20,7 +20,6 @@ searching and reading is broken.
 """
 from __future__ import annotations
 
-import json
 import random
 import re
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from inboxrl.email.answer_extract import contains_term, extract_answer, key_term
 from inboxrl.email.env import EmailTaskEnv
 from inboxrl.email.judge import Judge
 from inboxrl.email.rubric import Rubric, outcome_reward
-from inboxrl.email.tools import ANSWER, READ, SEARCH
+from inboxrl.email.tools import ANSWER, READ, SEARCH, parse_result
 
 IDK = "I don't know"
 ROOMY_TURNS = 6  # turns left at the start for the agent to risk a too-narrow first search
@@ -73,10 +72,8 @@ def _hit_text(hit: dict) -> str:
 
 
 def _json(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except (TypeError, ValueError):
-        return None
+    """A tool result as data (hits list, email dict, error dict), as :func:`tools.parse_result` reads it."""
+    return parse_result(text)
 
 
 @dataclass

@@ -7,7 +7,9 @@ from typing import Any
 
 @dataclass
 class Email:
-    """One message. ``date`` is ISO 8601 (``YYYY-MM-DD HH:MM:SS``, UTC)."""
+    """One message. ``date`` is ISO 8601 (``YYYY-MM-DD HH:MM:SS``, UTC). ``names`` maps an
+    address of the sender or a recipient to its display name (``"Jon Smith"``), where the mail
+    gave one; ``body_truncated`` is true when the store cut the body (``max_body_chars``)."""
 
     message_id: str
     date: str
@@ -18,6 +20,8 @@ class Email:
     bcc: list[str] = field(default_factory=list)
     body: str = ""
     file_name: str | None = None
+    names: dict[str, str] = field(default_factory=dict)
+    body_truncated: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -25,17 +29,25 @@ class Email:
 
 @dataclass
 class SearchHit:
-    """One ``search_emails`` result as the model sees it."""
+    """One ``search_emails`` result as the model sees it (``from``: ``Name <address>`` when the
+    sender's display name is known)."""
 
     message_id: str
     subject: str
     from_address: str
     date: str
     snippet: str
+    from_name: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {"message_id": self.message_id, "subject": self.subject,
-                "from": self.from_address, "date": self.date, "snippet": self.snippet}
+                "from": named(self.from_name, self.from_address), "date": self.date,
+                "snippet": self.snippet}
+
+
+def named(name: str, address: str) -> str:
+    """``Name <address>``, or the bare address when there is no display name."""
+    return f"{name} <{address}>" if name and address else (address or name)
 
 
 @dataclass

@@ -23,11 +23,14 @@ class RunData:
     source: str  # "embedded synthetic" or the configured paths
 
 
-def _split(scenarios: list[Scenario], cfg: DataConfig, seed: int) -> tuple[list[Scenario], list[Scenario]]:
+def _split(scenarios: list[Scenario], cfg: DataConfig, seed: int,
+           need_train: bool = True) -> tuple[list[Scenario], list[Scenario]]:
     from inboxrl.email.scenarios import validation_subset
 
     train = [s for s in scenarios if s.split == "train"]
     test = [s for s in scenarios if s.split != "train"]
+    if not need_train and not (train and test):  # an eval-only file: all of it may be validation
+        return [], validation_subset(scenarios, cfg.eval_dataset_size, seed)
     if not train or not test:  # no usable split column: hold out a seeded validation subset
         test = validation_subset(scenarios, cfg.eval_dataset_size, seed)
         held = {s.id for s in test}
@@ -41,9 +44,11 @@ def _split(scenarios: list[Scenario], cfg: DataConfig, seed: int) -> tuple[list[
     return train, test
 
 
-def resolve_data(cfg: DataConfig, seed: int) -> RunData:
+def resolve_data(cfg: DataConfig, seed: int, need_train: bool = True) -> RunData:
     """Load (or build) the store and scenarios for ``cfg`` (``seed`` shuffles and picks the validation
-    subset); raise ConfigError with a clear message."""
+    subset); raise ConfigError with a clear message. ``need_train=False`` (eval, eval-reference)
+    accepts a scenario file with no training part: a file without train/test splits then gives
+    the same validation subset as in training."""
     from inboxrl.email.scenarios import ScenarioError, load_scenarios
     from inboxrl.email.store import EmailStore, StoreError
 
@@ -64,5 +69,5 @@ def resolve_data(cfg: DataConfig, seed: int) -> RunData:
                                    shuffle_seed=seed)
     except (StoreError, ScenarioError) as e:
         raise ConfigError(str(e)) from None
-    train, validation = _split(scenarios, cfg, seed)
+    train, validation = _split(scenarios, cfg, seed, need_train)
     return RunData(db_path=db, train=train, validation=validation, source=source)

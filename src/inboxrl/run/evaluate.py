@@ -33,7 +33,7 @@ def _policy(args: argparse.Namespace, settings: Settings, console: ConsoleLog):
 def run_eval_command(args: argparse.Namespace, settings: Settings) -> int:
     run, out = settings.run, Path(settings.run.output_dir)
     console = ConsoleLog(verbose=run.verbose)
-    data = resolve_data(settings.data, run.seed)
+    data = resolve_data(settings.data, run.seed, need_train=False)
     policy = _policy(args, settings, console)
     baseline = load_baseline(settings.eval.baseline_file) if settings.eval.baseline_file else None
     env_factory = make_env_factory(data.db_path, make_run_judge(settings.judge, out), settings.rollout.max_turns)

@@ -13,7 +13,7 @@ from inboxrl.settings.sections import Settings
 def run_eval_reference(args: argparse.Namespace, settings: Settings) -> int:
     """Run the reference agent (``args.agent_mode``) and print the summary line. Returns 0."""
     run, max_turns = settings.run, settings.rollout.max_turns
-    data = resolve_data(settings.data, run.seed)
+    data = resolve_data(settings.data, run.seed, need_train=False)
     mode = getattr(args, "agent_mode", "read")
     episodes = evaluate_reference_agent(data.db_path, data.validation, make_run_judge(settings.judge, run.output_dir),
                                         max_turns, mode, run.seed)

@@ -32,7 +32,7 @@ from inboxrl.view.tokens import TokenText, find_tokenizer
 
 VIEW_DIR = "view"
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 class ViewError(RuntimeError):
@@ -91,11 +91,13 @@ def _run_job(job: Job) -> tuple[Job, int, list[str]]:
 def make_jobs(run: RunFiles, sig_common: list[Any]) -> list[Job]:
     jobs = []
     steps = list(run.step_files)
+    cfg = run.config or {}
+    rule = {"mode": cfg.get("mode"), "min_group_std": cfg.get("min_group_std")} if cfg else None
     for i, step in enumerate(steps):
         prev_step, next_step = (steps[i - 1] if i else None), (steps[i + 1] if i + 1 < len(steps) else None)
         metrics = run.train.get(step)
-        sig = json.dumps([sig_common, _stat(run.step_files[step]), prev_step, next_step, metrics], default=str)
-        jobs.append(Job("step", step, sig, (run.step_files[step], metrics, prev_step, next_step)))
+        sig = json.dumps([sig_common, _stat(run.step_files[step]), prev_step, next_step, metrics, rule], default=str)
+        jobs.append(Job("step", step, sig, (run.step_files[step], metrics, prev_step, next_step, rule)))
     rewards, bstep, bids = baseline_of(run.evals, run.baseline, list(run.eval_traj_files))
     for step in run.evals:
         path = run.eval_traj_files.get(step)
@@ -104,12 +106,20 @@ def make_jobs(run: RunFiles, sig_common: list[Any]) -> list[Job]:
     return jobs
 
 
-def _load_manifest(view_dir: Path) -> dict[str, str]:
+def _load_manifest(view_dir: Path) -> dict[str, dict[str, Any]]:
+    """``{job key: {"signature", "notes"}}`` of the last build (empty when unreadable or older)."""
     try:
         doc = json.loads((view_dir / MANIFEST).read_text(encoding="utf-8"))
-        return {str(k): str(v) for k, v in doc.get("jobs", {}).items()} if doc.get("version") == FORMAT_VERSION else {}
-    except (OSError, json.JSONDecodeError, AttributeError):
+        if doc.get("version") != FORMAT_VERSION:
+            return {}
+        return {str(k): {"signature": str(v["signature"]), "notes": [str(n) for n in v["notes"]]}
+                for k, v in doc["jobs"].items()}
+    except (OSError, json.JSONDecodeError, AttributeError, KeyError, TypeError):
         return {}
+
+
+def _key(job: Job) -> str:
+    return f"{job.kind}-{job.step}"
 
 
 def _page_of(job: Job) -> str:
@@ -122,6 +132,29 @@ def run_jobs(jobs: list[Job], workers: int) -> list[tuple[Job, int, list[str]]]:
     # fork: the workers inherit the writer and the tokenizer set in _STATE
     with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=get_context("fork")) as pool:
         return list(pool.map(_run_job, jobs, chunksize=max(1, len(jobs) // (8 * workers))))
+
+
+def build_pages(jobs: list[Job], view_dir: Path, settings: ViewSettings, notes: Notes,
+                report: BuildReport) -> dict[str, dict[str, Any]]:
+    """Run the jobs whose signature changed since the last build (or whose page is gone);
+    return the manifest entries of every job whose page now exists."""
+    old = _load_manifest(view_dir) if settings.reuse else {}
+    done: dict[str, dict[str, Any]] = {}
+    todo = []
+    for job in jobs:
+        prev = old.get(_key(job))
+        if prev and prev["signature"] == job.signature and (view_dir / _page_of(job)).is_file():
+            done[_key(job)] = prev
+            notes.extend(prev["notes"])
+        else:
+            todo.append(job)
+    report.reused = len(done)
+    for job, n, lines in run_jobs(todo, settings.workers or min(os.cpu_count() or 1, 8)):
+        notes.extend(lines)
+        report.rollouts += n
+        if n and (view_dir / _page_of(job)).is_file():
+            done[_key(job)] = {"signature": job.signature, "notes": lines}
+    return done
 
 
 def build_view(output_dir: str | Path, settings: ViewSettings | None = None) -> BuildReport:
@@ -145,23 +178,13 @@ def build_view(output_dir: str | Path, settings: ViewSettings | None = None) -> 
     writer.copy_asset("style.css", files("inboxrl.view").joinpath("templates/style.css").read_bytes())
 
     jobs = make_jobs(run, [FORMAT_VERSION, source])
-    old = _load_manifest(view_dir) if settings.reuse else {}
-    key = lambda j: f"{j.kind}-{j.step}"  # noqa: E731
-    todo = [j for j in jobs if old.get(key(j)) != j.signature or not (view_dir / _page_of(j)).is_file()]
-    workers = settings.workers or min(os.cpu_count() or 1, 8)
-    report = BuildReport(index=view_dir / "index.html", reused=len(jobs) - len(todo))
-    done = {key(j) for j in jobs if j not in todo}
-    for job, n, lines in run_jobs(todo, workers):
-        notes.extend(lines)
-        report.rollouts += n
-        if (view_dir / _page_of(job)).is_file() and n:
-            done.add(key(job))
-    step_pages = {j.step for j in jobs if j.kind == "step" and key(j) in done}
-    eval_pages = {j.step for j in jobs if j.kind == "eval" and key(j) in done}
+    report = BuildReport(index=view_dir / "index.html")
+    done = build_pages(jobs, view_dir, settings, notes, report)
+    step_pages = {j.step for j in jobs if j.kind == "step" and _key(j) in done}
+    eval_pages = {j.step for j in jobs if j.kind == "eval" and _key(j) in done}
     report.steps, report.evals = len(step_pages), len(eval_pages)
     write_overview(writer, run, step_pages, eval_pages, note, notes)
-    atomic_write_json(view_dir / MANIFEST, {"version": FORMAT_VERSION,
-                                            "jobs": {key(j): j.signature for j in jobs if key(j) in done}})
+    atomic_write_json(view_dir / MANIFEST, {"version": FORMAT_VERSION, "jobs": done})
     report.notes, report.seconds = list(notes.lines), time.time() - t0
     return report
 

@@ -71,6 +71,8 @@ class GroupModel:
     reward_std: float
     width: int
     rows: list[HeatRow]
+    process_std: float = 0.0
+    why_filtered: str | None = None
 
 
 @dataclass
@@ -118,16 +120,41 @@ def _num(v: Any) -> str:
     return f"{v:.4f}" if isinstance(v, (int, float)) else "-"
 
 
+def why_filtered(reward_std: float, process_std: float, rule: dict[str, Any] | None, judged: int) -> str:
+    """Why GRPO left a group out of the loss, from the run's ``mode`` and ``min_group_std``."""
+    if judged == 0:
+        return "every rollout had a judge error"
+    if not rule or rule.get("min_group_std") is None:
+        return f"low variance (reward std {reward_std:.3f})"
+    lo = float(rule["min_group_std"])
+    cmp = lambda v: "<" if v < lo else "≥"  # noqa: E731 - stated as measured, whatever the rule said
+    why = f"reward std {reward_std:.3f} {cmp(reward_std)} min_group_std {lo:g}"
+    if rule.get("mode") == "masked":
+        why += f" and process-reward std {process_std:.3f} {cmp(process_std)} {lo:g}"
+    return why
+
+
+def _std(values: Sequence[float]) -> float:
+    if not values:
+        return 0.0
+    mean = sum(values) / len(values)
+    return (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5
+
+
 def step_model(step: int, trajs: Sequence[Trajectory], metrics: dict[str, Any] | None,
-               prev_step: int | None, next_step: int | None) -> StepModel:
+               prev_step: int | None, next_step: int | None, rule: dict[str, Any] | None = None) -> StepModel:
     groups = []
     for g in group_views(trajs):
         width = max((len(t.turns) for t in g.trajectories), default=0)
         page = f"../rollouts/{step_name(step)}/{group_file(g.group_id)}"
         rows = [heat_row(t, width, f"{page}#{rollout_anchor(t.rollout_index)}")
                 for t in g.trajectories]
+        judged = [t for t in g.trajectories if t.rubric.judge_error is None]
+        r_std = _std([t.reward for t in judged])
+        p_std = _std([turn.process_reward for t in judged for turn in t.turns])
         groups.append(GroupModel(g.group_id, g.scenario_id, question_of(g.trajectories[0]), g.kept,
-                                 g.reward_mean, g.reward_std, width, rows))
+                                 g.reward_mean, g.reward_std, width, rows, p_std,
+                                 None if g.kept else why_filtered(r_std, p_std, rule, len(judged))))
     advs = [abs(c.advantage) for g in groups for r in g.rows for c in r.cells if c is not None]
     return StepModel(step, group_summary(trajs, groups, metrics), groups, max(advs + [1e-9]),
                      prev_step, next_step, metrics)
@@ -186,7 +213,7 @@ class ScenarioOutcome:
     question: str | None
     baseline_reward: float | None
     reward: float
-    outcome: str  # won | lost | tie | judge error | no baseline
+    outcome: str  # won | lost | tie | judge error | - (no baseline reward)
     answer: str | None
     verdict: str
     link: str
@@ -197,7 +224,7 @@ def outcome(reward: float, baseline: float | None, judge_error: bool) -> str:
     if judge_error:
         return "judge error"
     if baseline is None:
-        return "no baseline"
+        return "-"
     d = reward - baseline
     return "won" if d > TIE_TOLERANCE else "lost" if d < -TIE_TOLERANCE else "tie"
 

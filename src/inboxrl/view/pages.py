@@ -44,7 +44,7 @@ def _by(trajs: Sequence[Trajectory], key) -> dict[Any, list[Trajectory]]:
 
 
 def write_step(writer: PageWriter, step: int, path: Path, metrics: dict[str, Any] | None,
-               prev_step: int | None, next_step: int | None, tokens: TokenText,
+               prev_step: int | None, next_step: int | None, rule: dict[str, Any] | None, tokens: TokenText,
                tokenizer_note: str) -> tuple[int, list[str]]:
     """``steps/step_NNNN.html`` and ``rollouts/step_NNNN/gGGG.html``; returns
     (rollouts written, notes)."""
@@ -54,7 +54,7 @@ def write_step(writer: PageWriter, step: int, path: Path, metrics: dict[str, Any
     if not trajs:
         notes.add(f"{label}: no readable trajectories, step page not written")
         return 0, notes.lines
-    model = step_model(step, trajs, metrics, prev_step, next_step)
+    model = step_model(step, trajs, metrics, prev_step, next_step, rule)
     writer.page(f"steps/{step_name(step)}.html", "step.html", title=f"Step {step}", m=model)
     for gid, members in _by(trajs, lambda t: t.group_id).items():
         write_rollouts(writer, f"rollouts/{step_name(step)}/{group_file(gid)}", members, tokens,
@@ -81,10 +81,11 @@ def write_eval(writer: PageWriter, step: int, path: Path | None, baseline: dict[
     if baseline_step is not None:
         base_links = {sid: f"../rollouts/{eval_name(baseline_step)}/{eval_rollout_file(sid)}"
                       for sid in baseline_ids}
-    rows = scenario_outcomes(trajs, links, baseline, base_links)
+    is_baseline = step == baseline_step
+    rows = scenario_outcomes(trajs, links, {} if is_baseline else baseline, {} if is_baseline else base_links)
     counts = {k: sum(r.outcome == k for r in rows) for k in ("won", "lost", "tie")}
     writer.page(f"evals/{eval_name(step)}.html", "eval.html", title=f"Eval at step {step}", rows=rows,
-                counts=counts, has_baseline=bool(baseline))
+                counts=counts, has_baseline=bool(baseline), is_baseline=is_baseline)
     for sid, members in by_scenario.items():
         write_rollouts(writer, f"rollouts/{eval_name(step)}/{eval_rollout_file(sid)}", members, tokens,
                        f"Eval at step {step} · {sid}", f"../../evals/{eval_name(step)}.html",

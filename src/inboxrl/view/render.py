@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import math
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ def _cmap():
 def adv_colour(advantage: float, scale: float, kept: bool = True) -> str:
     """Heat-map colour of an advantage: red (negative) to blue (positive), white at 0, full
     colour at ``|advantage| = scale``; grey for a filtered group."""
-    if not kept:
+    if not kept or not math.isfinite(advantage):
         return FILTERED_COLOUR
     from matplotlib.colors import to_hex
 

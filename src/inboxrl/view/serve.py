@@ -1,11 +1,13 @@
 """``inboxrl view OUTPUT_DIR --serve [PORT]``: serve the viewer on 127.0.0.1 only.
 
 Each load of the overview (``/`` or ``/index.html``) first refreshes the build (incremental:
-only new or changed steps and evals are rebuilt), so reloading the page follows a running run.
+only new or changed steps and evals are rebuilt, in the server's process), so reloading the page
+follows a running run.
 Other files are served as they are.
 """
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
 from functools import partial
@@ -34,9 +36,11 @@ def make_server(output_dir: str | Path, settings: ViewSettings, port: int) -> Th
     lock = threading.Lock()
     view_dir = Path(output_dir) / VIEW_DIR
 
+    refresh = dataclasses.replace(settings, workers=1)  # no fork from a threaded server; a reload adds few steps
+
     def rebuild() -> None:
         with lock:
-            build_view(output_dir, settings)
+            build_view(output_dir, refresh)
 
     handler = type("ViewHandler", (_Handler,), {"rebuild": staticmethod(rebuild)})
     return ThreadingHTTPServer((HOST, port), partial(handler, directory=str(view_dir)))

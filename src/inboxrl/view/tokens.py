@@ -56,6 +56,9 @@ def find_tokenizer(output_dir: Path, config: dict[str, Any] | None,
     return None, "no tokenizer found (tried: " + (", ".join(tried) or "nothing") + "); token ids shown"
 
 
+CACHE_MIN_RUN, CACHE_RUNS = 64, 512
+
+
 class TokenText:
     """Token ids to text: one id at a time (cached) or a run of ids decoded together."""
 
@@ -63,6 +66,7 @@ class TokenText:
         self.tokenizer = tokenizer
         self._cache: dict[int, str] = {}
         self._escaped: dict[int, str] = {}
+        self._runs: dict[tuple[int, ...], str] = {}
         self._fast = getattr(tokenizer, "backend_tokenizer", None)
 
     def piece(self, token_id: int) -> str:
@@ -80,9 +84,19 @@ class TokenText:
         return s
 
     def text(self, ids: Sequence[int]) -> str:
+        """A run of ids decoded together; long runs are cached (every rollout of a run repeats
+        the same system prompt)."""
         if self.tokenizer is None:
             return "".join(self.piece(i) for i in ids)
-        return self._decode(list(ids))
+        if len(ids) < CACHE_MIN_RUN:
+            return self._decode(list(ids))
+        key = tuple(ids)
+        s = self._runs.get(key)
+        if s is None:
+            if len(self._runs) >= CACHE_RUNS:
+                self._runs.clear()
+            s = self._runs[key] = self._decode(list(ids))
+        return s
 
     def _decode(self, ids: list[int]) -> str:
         if self.tokenizer is None:
