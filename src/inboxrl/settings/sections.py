@@ -100,9 +100,10 @@ class RolloutConfig(Section):
     max_context_tokens: int = setting(3072, "Context budget per trajectory; overflow ends the rollout.",
                                       "MAX_CONTEXT_TOKENS", check="positive")
     rollout_batch_size: int = setting(
-        8, "Rollouts decoded together in one batch (training and eval; 0 = all of a step or eval at once). "
-        "The rollouts are the same whatever the size; on a CPU smaller batches are faster (measured in "
-        "docs/results.md), on a GPU raise it.", "ROLLOUT_BATCH_SIZE", check="nonneg", free=True)
+        8, "Rollouts decoded together (training and eval; 0 = all of a step or eval at once): each has its "
+        "own KV-cache slot and a finished rollout's slot is refilled from the queue. The rollouts are the "
+        "same whatever the size (bench/rollout_throughput.py --batch-size); on a GPU raise it.",
+        "ROLLOUT_BATCH_SIZE", check="nonneg", free=True)
     check_template: bool = setting(False, "Compare each trajectory with a fresh chat-template render.",
                                    "CHECK_TEMPLATE", free=True)
     rollout_engine: str = setting(
