@@ -12,14 +12,19 @@ from inboxrl.grpo.advantages import assign_advantages
 from inboxrl.grpo.grad_sync import GradSync
 from inboxrl.grpo.update import UpdateSettings, policy_update
 from inboxrl.parallel import LOCAL, init_from_env, shard_range, shutdown
+from inboxrl.policy.hf import enable_activation_checkpointing
 
-CASES = ("token_mean", "seq_mean", "constant", "token_mean_idle_rank")
+CASES = ("token_mean", "seq_mean", "constant", "token_mean_idle_rank", "seq_mean_kl_idle_rank",
+         "token_mean_checkpointing")
 
 
 def case_trajectories(case: str) -> list:
     """Groups 0-1 short, groups 2-3 long (rank 1's share of 2 ranks has ~8x the tokens); the
-    ``idle_rank`` case has 3 groups and the last one (rank 1's only group) filtered out."""
+    ``idle_rank`` cases have 3 groups and the last one (rank 1's only group) filtered out; ``kl``
+    adds the KL term (beta > 0, a reference model) and two iterations; ``checkpointing`` runs the
+    update under activation checkpointing."""
     trajs = []
+    case = case.removesuffix("_checkpointing")
     groups = 3 if case.endswith("idle_rank") else 4
     for g in range(groups):
         long = g >= 2
@@ -42,11 +47,17 @@ def run_case(case: str, sync: GradSync) -> dict:
     """One update of a tiny model (SGD, clipping on, small budget: several micro-batches)."""
     trajs = my_groups(case_trajectories(case), sync.ctx.rank, sync.ctx.world_size)
     model = tiny_model(5)
+    if case.endswith("_checkpointing"):
+        enable_activation_checkpointing(model)
+        case = case.removesuffix("_checkpointing")
     before = copy.deepcopy(model.state_dict())
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
-    agg = case.removesuffix("_idle_rank")
-    settings = UpdateSettings(aggregation=agg, token_budget=96, max_grad_norm=0.5, constant_norm=32)
-    stats = policy_update(model, opt, None, trajs, settings, pad_id=0, sync=sync)
+    agg = case.removesuffix("_idle_rank").removesuffix("_kl")
+    kl = "_kl" in case
+    settings = UpdateSettings(aggregation=agg, token_budget=96, max_grad_norm=0.5, constant_norm=32,
+                              beta=0.1 if kl else 0.0, num_iterations=2 if kl else 1)
+    ref = tiny_model(6) if kl else None
+    stats = policy_update(model, opt, None, trajs, settings, pad_id=0, ref_model=ref, sync=sync)
     return {"stats": stats.__dict__, "before": before, "after": model.state_dict()}
 
 
@@ -63,3 +74,23 @@ def update_worker(rank: int, world: int, port: int, out: str) -> None:
         torch.save(results, Path(out) / f"rank{rank}.pt")
     finally:
         shutdown(ctx)
+
+
+def timeout_worker(rank: int, world: int, port: int, out: str) -> None:
+    """Rank 1 never joins the collective (it sleeps, then leaves); rank 0's all-reduce must fail
+    after the group's timeout (2 s) instead of waiting for it."""
+    import json
+    import time
+
+    rank_env(rank, world, port)
+    ctx = init_from_env(timeout_s=2, allow_cuda=False)
+    if rank == 1:
+        time.sleep(6)
+        return
+    t0 = time.monotonic()
+    try:
+        ctx.all_reduce_sum([1.0])
+        error = None
+    except Exception as e:  # the timeout surfaces as a RuntimeError subclass (DistBackendError)
+        error = f"{type(e).__name__}: {e}"
+    (Path(out) / "timeout.json").write_text(json.dumps({"elapsed": time.monotonic() - t0, "error": error}))

@@ -42,9 +42,14 @@ def two_rank(tmp_path_factory):
     return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
 
 
+@pytest.fixture(scope="module")
+def one_rank():
+    return one_rank_results()
+
+
 @pytest.mark.parametrize("case", CASES)
-def test_two_ranks_equal_one_rank(two_rank, case):
-    one = one_rank_results()[case]
+def test_two_ranks_equal_one_rank(two_rank, one_rank, case):
+    one = one_rank[case]
     for rank in two_rank:  # both replicas end identical to each other and to the 1-rank update
         two = rank[case]
         s1, s2 = one["stats"], two["stats"]
@@ -61,3 +66,14 @@ def test_two_ranks_equal_one_rank(two_rank, case):
         assert moved > 1e-4  # the update did something
     assert all(torch.equal(two_rank[0][case]["after"][k], two_rank[1][case]["after"][k])
                for k in two_rank[0][case]["after"])
+
+
+def test_collective_with_an_absent_peer_times_out(tmp_path):
+    import json
+
+    from _dist_workers import timeout_worker
+
+    spawn(timeout_worker, 2, str(tmp_path))
+    got = json.loads((tmp_path / "timeout.json").read_text())
+    assert got["error"] is not None, "the all-reduce returned without its peer"
+    assert got["elapsed"] < 6  # failed on the 2 s timeout, before the peer left at 6 s

@@ -22,9 +22,11 @@ fresh environment (``step``/``finish`` as :class:`inboxrl.email.env.EmailTaskEnv
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from inboxrl.agent.episode import rescore
 from inboxrl.agent.trajectory import Trajectory
 from inboxrl.email.types import Scenario
 from inboxrl.settings.sections import RolloutConfig
@@ -118,18 +120,44 @@ def run_rollouts(policy: Any, requests: Sequence[RolloutRequest],
     if not requests:
         return []
     progress = _Progress(len(requests), settings.progress)
+    envs: list[Any] = []
+
+    def factory(scenario: Scenario) -> Any:
+        env = env_factory(scenario)
+        envs.append(env)  # list.append is atomic: API rollouts build envs on threads
+        return env
+
     try:
         if is_api_policy(policy):
             from inboxrl.agent.api_rollout import run_api_rollouts
 
-            return run_api_rollouts(policy, requests, env_factory, settings, progress)
-        if getattr(policy, "vllm", None) is not None:
-            return _run_vllm(policy, requests, env_factory, settings, progress)
-        from inboxrl.agent.hf_engine import HFEngine
+            trajectories = run_api_rollouts(policy, requests, factory, settings, progress)
+        elif getattr(policy, "vllm", None) is not None:
+            trajectories = _run_vllm(policy, requests, factory, settings, progress)
+        else:
+            from inboxrl.agent.hf_engine import HFEngine
 
-        return HFEngine(policy, settings, progress).run(requests, env_factory)
+            trajectories = HFEngine(policy, settings, progress).run(requests, factory)
     finally:
         progress.close()
+    settle_verdicts(envs, trajectories, settings.max_turns)
+    return trajectories
+
+
+def settle_verdicts(envs: Sequence[Any], trajectories: Sequence[Trajectory], max_turns: int) -> int:
+    """Once every rollout is generated, collect the verdicts a concurrent judge is still computing
+    (envs with ``settle(since)``: each waits at most what is left of its judge's step budget
+    counted from ``since``) and re-score the rollouts they belong to; returns how many."""
+    since = time.monotonic()
+    settled = set()
+    for env in envs:
+        settle = getattr(env, "settle", None)
+        if settle is not None and settle(since):
+            settled.add(id(env.rubric))
+    for t in trajectories:
+        if id(t.rubric) in settled:
+            rescore(t, max_turns)
+    return len(settled)
 
 
 def _run_vllm(policy: Any, requests: list[RolloutRequest], env_factory: Callable[[Scenario], Any],

@@ -22,6 +22,12 @@ micro-batches under a token budget, clipped, and applied with AdamW + warm-up/de
 :meth:`~GRPOTrainer.fit` (baseline eval, then each step: rollout, advantages, update, logs,
 eval, checkpoint; early stopping; a final eval), with the rules themselves in their own modules
 (:mod:`~inboxrl.grpo.advantages`, :mod:`~inboxrl.grpo.update`, :mod:`~inboxrl.logs.metrics`).
+
+With several ranks (``ctx``, :mod:`inboxrl.parallel`) every rank runs this same loop: rollouts and
+evals are sharded by group (:mod:`~inboxrl.grpo.sharding`), every rank sees all trajectories and
+takes the same decisions, the update is one global update (:mod:`~inboxrl.grpo.grad_sync`), and
+rank 0 alone writes files (its console and sinks are the only live ones). A checkpoint records the
+number of ranks and every rank's RNG state; it resumes with the same number.
 """
 from __future__ import annotations
 
@@ -30,21 +36,37 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from inboxrl.agent.rollout import RolloutRequest, RolloutSettings, run_rollouts
+from inboxrl.agent.rollout import RolloutRequest, RolloutSettings
 from inboxrl.agent.trajectory import Trajectory, save_jsonl
 from inboxrl.grpo import checkpoint as ckpt
 from inboxrl.grpo.advantages import assign_advantages
+from inboxrl.grpo.checkpoint_store import CheckpointStore
 from inboxrl.grpo.evaluation import EvalResult, eval_settings, evaluate
+from inboxrl.grpo.grad_sync import GradSync
 from inboxrl.grpo.sampler import ScenarioSampler
+from inboxrl.grpo.sharding import local_groups, sharded_rollouts
 from inboxrl.grpo.state import TrainerState
 from inboxrl.grpo.update import UpdateSettings, policy_update
 from inboxrl.logs.eval_stats import load_baseline, save_baseline
 from inboxrl.logs.metrics import TrainingMetrics, build_training_metrics
+from inboxrl.parallel import LOCAL, DistContext
 from inboxrl.settings.base import ConfigError
 from inboxrl.settings.resume import SETTINGS_KEY, check_resume_settings
 from inboxrl.settings.sections import (EvalConfig, GRPOConfig, LoopConfig, OptimConfig, RolloutConfig,
                                        UpdateConfig)
 from inboxrl.utils.atomic import atomic_write_json
+from inboxrl.utils.faults import fault_point
+
+WORLD_SIZE_KEY = "world_size"  # the number of ranks, in each checkpoint's trainer state
+
+
+def check_world_size(recorded: Mapping[str, Any], ctx: DistContext, path: Path) -> None:
+    """A checkpoint resumes with the number of processes that wrote it (each rank's RNG state)."""
+    n = int(recorded.get(WORLD_SIZE_KEY, 1))
+    if n != ctx.world_size:
+        how = f"torchrun --nproc_per_node {n} ..." if n > 1 else "one process (python train_grpo.py ...)"
+        raise ConfigError(f"checkpoint {path} was written by a run of {n} process(es), this run has "
+                          f"{ctx.world_size}: resume it with {how}, or start a new run (--fresh)")
 
 
 @dataclass(frozen=True)
@@ -74,36 +96,73 @@ class GRPOTrainer:
     """The training loop: restore, baseline, steps with evals and checkpoints, stopping, final eval."""
 
     def __init__(self, settings: TrainerSettings, policy, train_scenarios, val_scenarios, env_factory: Callable,
-                 optimizer, scheduler, console, sinks, rollout_policy=None) -> None:
+                 optimizer, scheduler, console, sinks_factory: Callable[..., Any], store: CheckpointStore,
+                 ctx: DistContext = LOCAL, ref_model: Any = None, rollout_policy: Any = None) -> None:
         """``rollout_policy`` samples the rollouts and evals when it is not ``policy`` itself (a
         vLLM policy, ``.vllm``: the trained model is pushed to it after every update)."""
         self.settings, self.policy, self.env_factory = settings, policy, env_factory
         self.rollout_policy = rollout_policy or policy
         self.val_scenarios = val_scenarios
         self.optimizer, self.scheduler = optimizer, scheduler
-        self.console, self.sinks = console, sinks
+        self.console, self.sinks_factory, self.store = console, sinks_factory, store
+        self.sinks: Any = None  # opened by start(), rewound to the step the run starts from
+        self.ref_model = ref_model  # the KL reference of full fine-tuning (None: LoRA's adapter-off model)
         self.output_dir = Path(settings.output_dir)
-        self.checkpoints = self.output_dir / "checkpoints"
+        self.checkpoints = store.root
         self.state = TrainerState()
         self.sampler = ScenarioSampler(train_scenarios, seed=settings.seed)
+        self.ctx, self.sync = ctx, GradSync(ctx)  # the ranks of a data-parallel run (LOCAL: one)
 
     # -- resume ----------------------------------------------------------------------------
     def restore(self, resume: bool, resume_from: str | None, fresh: bool) -> None:
         """Load the latest (``resume``) or a given (``resume_from``) checkpoint; the run's settings
-        must be the checkpoint's (``ConfigError`` listing the differences otherwise)."""
-        if fresh or not (resume or resume_from):
-            return
-        path = Path(resume_from) if resume_from else ckpt.latest_checkpoint(self.checkpoints)
+        must be the checkpoint's (``ConfigError`` listing the differences otherwise). Then
+        :meth:`start` the outputs from that step."""
+        try:
+            if not fresh and (resume or resume_from):
+                self._load(Path(resume_from) if resume_from else self.store.latest())
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _load(self, path: Path | None) -> None:
         if path is None:
             self.console.info("No checkpoint to resume from: starting fresh")
             return
         if not path.exists():
             raise ConfigError(f"resume_from {path} does not exist")
-        check_resume_settings(self.settings.recorded, ckpt.read_state(path), str(path))
+        recorded = ckpt.read_state(path)
+        check_resume_settings(self.settings.recorded, recorded, str(path))
+        check_world_size(recorded, self.ctx, path)
         state = ckpt.load_checkpoint(path, self.policy.model, self.optimizer, self.scheduler)
+        if self.ctx.distributed:
+            ckpt.load_rank_rng(path, self.ctx.rank)
         self.state = TrainerState.from_dict(state)
         self.sampler.cursor = self.state.cursor
         self.console.info(f"Resumed from {path} at step {self.state.step}")
+        note = self.store.ensure_best(state, self._save_tokenizer)  # rank 0 only
+        if note:
+            self.console.info(f"Best model: {note}")
+
+    def start(self) -> None:
+        """Make the outputs what the starting state (fresh: step 0) had written: later trajectory
+        and eval files deleted, metric files rewound (docs/robustness.md), then open the sinks.
+        Rank 0 alone touches files (the store and the sinks factory of other ranks write nothing)."""
+        if self.sinks is not None:
+            return
+        s = self.state
+        removed = self.store.rewind_outputs(s.step, s.last_eval_step)
+        if removed:
+            self.console.info(f"Removed {len(removed)} files of steps after {s.step}: {', '.join(removed[:4])}"
+                              + (", ..." if len(removed) > 4 else ""))
+        self.sinks = self.sinks_factory(start_step=s.step, last_eval_step=s.last_eval_step)
+
+    def close(self) -> None:
+        """Close the sinks and release the output directory's lock (idempotent)."""
+        if self.sinks is not None:
+            self.sinks.close()
+        self.store.close()
 
     # -- the loop --------------------------------------------------------------------------
     def fit(self, until_step: int | None = None) -> TrainerState:
@@ -112,6 +171,13 @@ class GRPOTrainer:
         ``until_step`` stops after that step as an interrupted run would (tests of resume use it);
         the schedule still spans ``max_steps``.
         """
+        try:
+            return self._fit(until_step)
+        finally:
+            self.close()
+
+    def _fit(self, until_step: int | None) -> TrainerState:
+        self.start()
         loop, s = self.settings.loop, self.state
         vllm = getattr(self.rollout_policy, "vllm", None)
         if vllm is not None:  # the sampler starts from the trainer's weights (warm start, resume)
@@ -130,13 +196,15 @@ class GRPOTrainer:
             if reason:
                 self.console.info(f"Stopping early at step {step}: {reason}")
                 break
+        fault_point("run.before_final")
         if s.step >= 1 and s.last_eval_step != s.step:
             if self.note_eval(s.step, self.run_eval(s.step)):
                 self.save(s.step, True)
         self.console.info(f"Best eval accuracy {max(s.best_accuracy, 0):.3f} at step {s.best_step}; "
                           f"outputs in {self.output_dir}")
         self.sinks.close()
-        atomic_write_json(self.output_dir / "trainer_state.json", s.to_dict())
+        if self.ctx.is_main:
+            atomic_write_json(self.output_dir / "trainer_state.json", s.to_dict())
         return s
 
     # -- one step: rollout, advantages, update, logs ----------------------------------------
@@ -158,8 +226,9 @@ class GRPOTrainer:
         log.phase(3, "MICRO-BATCHING")
         log.phase(4, "BACKPROPAGATION & OPTIMIZATION")
         t1 = time.time()
-        upd = policy_update(self.policy.model, self.optimizer, self.scheduler, trajectories,
-                            self.update_settings(), pad_id=self.policy.tokenizer.pad_token_id)
+        upd = policy_update(self.policy.model, self.optimizer, self.scheduler, local_groups(trajectories, self.ctx),
+                            self.update_settings(), pad_id=self.policy.tokenizer.pad_token_id, sync=self.sync,
+                            ref_model=self.ref_model)
         vllm = getattr(self.rollout_policy, "vllm", None)
         if vllm is not None:
             vllm.sync(self.policy.model, step)
@@ -176,11 +245,14 @@ class GRPOTrainer:
         log.group_summary(metrics)
         log.step_summary(metrics, max_steps)
         self.sinks.log_train(metrics)
-        save_jsonl(trajectories, self.output_dir / "trajectories" / f"step_{step:04d}.jsonl")
+        fault_point("metrics.after_train")
+        if self.ctx.is_main:
+            save_jsonl(trajectories, self.output_dir / "trajectories" / f"step_{step:04d}.jsonl")
         return StepOutcome(metrics=metrics, trajectories=trajectories)
 
     def collect(self, step: int) -> tuple[list[Trajectory], list]:
-        """PHASE 1: B x G rollouts (x gradient_accumulation_steps batches), one group per scenario."""
+        """PHASE 1: B x G rollouts (x gradient_accumulation_steps batches), one group per scenario;
+        each rank runs its share of the groups and every rank returns all of them."""
         g, trajectories, scenarios = self.settings.grpo, [], []
         for micro in range(self.settings.optim.gradient_accumulation_steps):
             batch = self.sampler.next_batch(g.per_device_train_batch_size)
@@ -188,8 +260,8 @@ class GRPOTrainer:
             requests = [RolloutRequest(scenario=s, group_id=base + i, rollout_index=j)
                         for i, s in enumerate(batch) for j in range(g.num_generations)]
             scenarios += batch
-            trajectories += run_rollouts(self.rollout_policy, requests, self.env_factory,
-                                         self.rollout_settings(step, micro))
+            trajectories += sharded_rollouts(self.rollout_policy, requests, self.env_factory,
+                                             self.rollout_settings(step, micro), self.ctx)
         return trajectories, scenarios
 
     def rollout_settings(self, step: int, micro: int) -> RolloutSettings:
@@ -217,7 +289,8 @@ class GRPOTrainer:
             self.state.baseline = load_baseline(self.settings.eval.baseline_file)
         elif self.settings.loop.run_baseline_eval:
             result = self.run_eval(0)
-            save_baseline(self.output_dir, result.stats)
+            if self.ctx.is_main:
+                save_baseline(self.output_dir, result.stats)
             self.note_eval(0, result)
             self.state.baseline = result.rewards_by_scenario()
         elif saved.exists():
@@ -227,10 +300,12 @@ class GRPOTrainer:
     def run_eval(self, step: int) -> EvalResult:
         s = self.settings
         result = evaluate(self.rollout_policy, self.val_scenarios, self.env_factory,
-                          eval_settings(s.rollout, s.eval, s.seed), step, self.state.baseline, self.output_dir)
+                          eval_settings(s.rollout, s.eval, s.seed), step, self.state.baseline, self.output_dir,
+                          ctx=self.ctx)
         self.state.last_eval_step = step
         self.console.eval_report(result.stats, result.path)
         self.sinks.log_eval(result.stats, step)
+        fault_point("eval.after_row")
         return result
 
     def note_eval(self, step: int, result: EvalResult) -> bool:
@@ -254,12 +329,19 @@ class GRPOTrainer:
 
     # -- checkpoints ------------------------------------------------------------------------
     def save(self, step: int, best: bool) -> None:
-        """Checkpoint ``step`` (with the run's settings); a new best also goes to ``{output_dir}/best``."""
-        s = self.state
+        """Checkpoint ``step`` (with the run's settings); a new best also goes to ``{output_dir}/best``
+        (its checkpoint, which already names it, is written first: docs/robustness.md).
+        With several ranks: a collective (every rank's RNG state is gathered), rank 0 writes."""
+        s, ctx = self.state, self.ctx
         s.step, s.cursor = step, self.sampler.cursor
-        state = dict(s.to_dict(), **{SETTINGS_KEY: dict(self.settings.recorded)})
-        path = ckpt.save_checkpoint(self.checkpoints, step, self.policy.model, self.optimizer, self.scheduler,
-                                    state, keep_last=self.settings.loop.keep_checkpoints)
+        rank_rng = ctx.all_gather(ckpt.rng_state()) if ctx.distributed else None
         if best:
-            s.best_checkpoint = str(ckpt.save_best(self.output_dir, path))
-            self.policy.tokenizer.save_pretrained(s.best_checkpoint)
+            s.best_checkpoint = str(self.output_dir / ckpt.BEST)
+        if not ctx.is_main:
+            return
+        state = dict(s.to_dict(), **{SETTINGS_KEY: dict(self.settings.recorded), WORLD_SIZE_KEY: ctx.world_size})
+        self.store.save(step, self.policy.model, self.optimizer, self.scheduler, state, best=best,
+                        best_extra=self._save_tokenizer, rank_rng=rank_rng)
+
+    def _save_tokenizer(self, directory: Path) -> None:
+        self.policy.tokenizer.save_pretrained(str(directory))

@@ -156,7 +156,7 @@ def _grpo_pass(model: torch.nn.Module, mbs: list[MicroBatch], weights: list[torc
             logp, entropy = sync.forward(model, mb, s.temperature, s.share_prefix)
             if meter is not None and real:
                 meter.add(logp, mb.old_logprobs, mb.loss_mask)
-            parts = grpo_loss(logp, mb, weight, s.epsilon_low, s.epsilon_high, s.beta,
+            parts = grpo_loss(logp, mb, weight, s.epsilon_low, s.epsilon_high, s.beta if real else 0.0,
                               refs[i] if refs is not None and real else None,
                               old.logprobs[i] if old.logprobs is not None and real else None,
                               old.is_weights[i] if old.is_weights is not None and real else None)

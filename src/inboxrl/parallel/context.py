@@ -126,8 +126,8 @@ def _context(rank: int, world: int, allow_cuda: bool) -> DistContext:
 
 
 def shutdown(ctx: DistContext, clean: bool = True) -> None:
-    """Leave the process group: after a barrier when ``clean`` (every rank finished), directly
-    otherwise (a peer failed: waiting for it would only run into the timeout)."""
+    """Leave the process group: after a barrier when ``clean`` (every rank finished), without one
+    otherwise (this rank failed: its peers may never reach a barrier)."""
     if not ctx.distributed or not dist.is_initialized():
         return
     if clean:

@@ -65,6 +65,17 @@ class JudgeConfig(Section):
     judge_model: str = setting("", "Model name for the LLM judge.", "JUDGE_MODEL")
     judge_api_key_env: str = setting("OPENAI_API_KEY", "Environment variable holding the judge's API key.",
                                      "JUDGE_API_KEY_ENV", free=True)
+    judge_timeout: float = setting(20.0, "LLM judge: seconds one request may take (a hang past it is retried).",
+                                   "JUDGE_TIMEOUT", check="gt0", free=True)
+    judge_retries: int = setting(2, "LLM judge: further attempts after a timeout, 5xx/429, connection error or "
+                                 "unparseable reply (other HTTP errors are not retried).", "JUDGE_RETRIES",
+                                 check="nonneg", free=True)
+    judge_step_budget: float = setting(
+        120.0, "LLM judge: seconds a step (or eval) waits for its outstanding verdicts once its rollouts are "
+        "generated; an answer still without one is a judge error (left out of rewards and the loss).",
+        "JUDGE_STEP_BUDGET", check="gt0", free=True)
+    judge_concurrency: int = setting(8, "LLM judge: verdicts requested at the same time (while the batch decodes).",
+                                     "JUDGE_CONCURRENCY", check="positive", free=True)
 
     def check(self) -> None:
         if self.judge == "llm" and not (self.judge_base_url and self.judge_model):
@@ -137,7 +148,8 @@ class GRPOConfig(Section):
                                     check="nonneg")
     min_group_std: float = setting(0.05, "Filter groups whose reward std (and process-reward std in masked "
                                    "mode) is below this: they carry no signal.", "MIN_GROUP_STD", check="nonneg")
-    beta: float = setting(0.0, "KL (k3) weight to the reference model (for LoRA: adapter disabled).", "BETA",
+    beta: float = setting(0.0, "KL (k3) weight to the reference model (for LoRA: adapter disabled; for full "
+                          "fine-tuning: a frozen copy of the initial model, twice the weights in memory).", "BETA",
                           check="nonneg")
     num_iterations: int = setting(1, "Passes over each batch (mu in GRPO); >1 makes the clip active.",
                                   "NUM_ITERATIONS", check="positive")
@@ -200,12 +212,15 @@ class LoopConfig(Section):
                               free=True)
     save_steps: int = setting(4, "Checkpoint every N steps (0 = only best and final).", "SAVE_STEPS",
                               check="nonneg", free=True)
-    keep_checkpoints: int = setting(2, "Keep the last K step checkpoints (the best is always kept).",
-                                    "KEEP_CHECKPOINTS", check="nonneg", free=True)
+    keep_checkpoints: int = setting(2, "Keep the last K (>= 1) step checkpoints (the best is always kept).",
+                                    "KEEP_CHECKPOINTS", check="positive", free=True)
     target_accuracy: float = setting(1.01, "Stop when eval accuracy reaches this (>1 = never).",
                                      "TARGET_ACCURACY", free=True)
     patience: int = setting(0, "Stop after this many evals without improvement (0 = never).", "PATIENCE",
                             check="nonneg", free=True)
+    dist_timeout: float = setting(1800.0, "Seconds a rank of a multi-process run (torchrun) waits in a "
+                                  "collective for its peers before it fails, so a dead peer never hangs "
+                                  "the job.", "DIST_TIMEOUT", check="gt0", free=True)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,169 @@
+"""Data-parallel training end to end: ``torchrun --nproc_per_node 2`` (gloo, CPU, tiny model).
+
+The 2-process run of the golden tiny run (``tests/_golden_run.py``: fixed seed, parity reward,
+evals and checkpoints) must reproduce the recorded 1-process outputs: the same sampled
+trajectories and eval files, the same metrics (floats to 1e-4 relative: after an update the two
+runs differ by float summation order), one metrics line per step, one eval JSON per eval, every
+group's console block exactly once. Resume of a 2-process run is bit-identical to the
+uninterrupted run; a resume with another number of processes stops with one message (exit 2); a
+rank that raises ends the job non-zero, naming the rank, within a time limit.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from _dist_util import free_port
+from _golden_run import strip
+
+HERE = Path(__file__).parent
+ROOT = HERE.parent
+LIMIT_S = 420
+
+
+def _env(**extra) -> dict:
+    keep = ("PATH", "HOME", "PYTHONPATH", "INBOXRL_CACHE", "TMPDIR")
+    env = {k: v for k, v in os.environ.items() if not k.isupper() or k in keep}
+    return dict(env, OMP_NUM_THREADS="1", **extra)
+
+
+def torchrun(args: list[str], nproc: int = 2, timeout: float = LIMIT_S, **env) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
+           "--master_addr=127.0.0.1", f"--master_port={free_port()}", *args]
+    return subprocess.run(cmd, env=_env(**env), capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def dp_run(work: Path, variant: str, out: Path, *extra: str, nproc: int = 2, **env):
+    script = [str(HERE / "_dp_run.py"), "train", str(work), variant, str(out), *extra]
+    if nproc == 1:
+        return subprocess.run([sys.executable, *script], env=_env(**env), capture_output=True, text=True,
+                              timeout=LIMIT_S, cwd=ROOT)
+    return torchrun(script, nproc=nproc, **env)
+
+
+def outputs(out: Path) -> dict:
+    subprocess.run([sys.executable, str(HERE / "_dp_run.py"), "collect", str(out)], env=_env(), check=True,
+                   timeout=120)
+    return json.loads((out / "outputs.json").read_text())
+
+
+def differences(got, want, path="$") -> list[str]:
+    """As in test_refactor_golden, with floats to 1e-4 relative (1e-6 absolute)."""
+    if isinstance(want, dict) and isinstance(got, dict):
+        out = [f"{path}: keys {sorted(set(got) ^ set(want))} differ"] if set(got) != set(want) else []
+        return out + [d for k in sorted(set(got) & set(want)) for d in differences(got[k], want[k], f"{path}.{k}")]
+    if isinstance(want, list) and isinstance(got, list):
+        if len(got) != len(want):
+            return [f"{path}: length {len(got)} != {len(want)}"]
+        return [d for i, (g, w) in enumerate(zip(got, want)) for d in differences(g, w, f"{path}[{i}]")]
+    if isinstance(want, float) and isinstance(got, (int, float)) and not isinstance(got, bool):
+        return [] if math.isclose(got, want, rel_tol=1e-4, abs_tol=1e-6) else [f"{path}: {got!r} != {want!r}"]
+    return [] if got == want and type(got) is type(want) else [f"{path}: {got!r} != {want!r}"]
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    w = tmp_path_factory.mktemp("dp")
+    subprocess.run([sys.executable, str(HERE / "_dp_run.py"), "prepare", str(w)], env=_env(), check=True,
+                   timeout=300)
+    return w
+
+
+@pytest.fixture(scope="module")
+def masked_run(work):
+    """The golden masked run (2 steps, eval at 0 and 2, verbose) on 2 processes, a checkpoint per step."""
+    out = work / "masked2"
+    proc = dp_run(work, "masked", out, "SAVE_STEPS=1")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    return out, proc
+
+
+def test_two_processes_reproduce_the_one_process_run(masked_run):
+    out, proc = masked_run
+    want = json.loads((HERE / "golden" / "refactor_masked.json").read_text())
+    got = outputs(out)
+    diffs = differences(got, want)
+    assert not diffs, f"{len(diffs)} differences, first: " + "; ".join(diffs[:10])
+    rows = (out / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["step"] for r in rows] == [1, 2]
+    assert sorted(p.name for p in (out / "eval_logs").glob("eval_step_*[0-9].json")) == [
+        "eval_step_0000.json", "eval_step_0002.json"]
+    assert "beat_rate" in json.loads((out / "eval_logs" / "eval_step_0002.json").read_text())
+
+
+def test_console_shows_every_group_once_from_rank_zero(masked_run):
+    out, proc = masked_run
+    text = proc.stdout
+    for step in (1, 2):
+        block = text.split(f"Step {step}/2")[1].split(f"Group Summary (step {step})")[0]
+        assert sorted(re.findall(r"^Group (\d+) \[", block, re.M)) == ["0", "1"]
+    assert [text.count(f"Group Summary (step {s})") for s in (1, 2)] == [1, 1]
+    assert text.count("Data: ") == 1 and text.count("Data parallel: 2 processes") == 1
+    assert "Traceback" not in proc.stderr
+
+
+def test_resume_of_two_processes_is_bit_identical(masked_run, work):
+    out, _ = masked_run
+    first = out / "checkpoints" / "checkpoint-0001"
+    assert (first / "rng_ranks.pt").is_file()
+    resumed = work / "resumed2"
+    proc = dp_run(work, "masked", resumed, "SAVE_STEPS=1", DP_RESUME_FROM=str(first))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert "Resumed from" in proc.stdout
+    a = load_file(out / "checkpoints" / "checkpoint-0002" / "adapter_model.safetensors")
+    b = load_file(resumed / "checkpoints" / "checkpoint-0002" / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)
+    step2 = lambda d: strip([json.loads(x) for x in (d / "trajectories" / "step_0002.jsonl").open()])  # noqa: E731
+    assert step2(resumed) == step2(out)  # the same sampled tokens and log-probs, bit for bit
+
+
+def test_resume_with_another_number_of_processes_stops(masked_run, work):
+    out, _ = masked_run
+    proc = dp_run(work, "masked", work / "one", nproc=1,
+                  DP_RESUME_FROM=str(out / "checkpoints" / "checkpoint-0001"))
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "written by a run of 2 process(es), this run has 1" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_failing_rank_ends_the_job(work):
+    proc = dp_run(work, "masked", work / "failing", DP_FAIL_RANK="1")  # bounded by LIMIT_S (timeout)
+    assert proc.returncode != 0
+    assert "rank 1 of 2 failed: RuntimeError: injected failure on rank 1" in proc.stderr
+    assert not list((work / "failing").glob("checkpoints/checkpoint-*"))
+
+
+def accelerate_launch(args: list[str]) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_port", str(free_port()), *args]
+    return subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=LIMIT_S, cwd=ROOT)
+
+
+@pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
+def test_train_grpo_on_two_ranks(work, tmp_path, launcher):
+    """The README commands: torchrun --nproc_per_node 2 train_grpo.py and accelerate launch
+    --multi_gpu --num_processes 2 train_grpo.py (tiny model, 1 step) train with 2 ranks."""
+    settings = json.loads((work / "env.json").read_text())
+    out = tmp_path / "run"
+    launch = torchrun if launcher == "torchrun" else accelerate_launch
+    proc = launch([str(ROOT / "train_grpo.py"), "--mode", "masked", "--model-name", settings["MODEL_NAME"],
+                     "--db-path", settings["DB_PATH"], "--scenarios-path", settings["SCENARIOS_PATH"],
+                     "--output-dir", str(out), "--max-steps", "1", "--eval-steps", "1",
+                     "--per-device-train-batch-size", "3", "--num-generations", "2", "--max-turns", "1",
+                     "--max-tokens", "8", "--eval-dataset-size", "3", "--train-dataset-size", "6",
+                     "--dtype", "fp32", "--verbose"])
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+    assert (out / "eval_logs" / "eval_step_0001.json").is_file()
+    assert sorted(re.findall(r"^Group (\d+) \[", proc.stdout, re.M)) == ["0", "1", "2"]
+    assert proc.stdout.count("Data parallel: 2 processes (cpu)") == 1
+    assert (out / "checkpoints" / "checkpoint-0001" / "rng_ranks.pt").is_file()
