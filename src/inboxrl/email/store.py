@@ -94,6 +94,9 @@ class EmailStore:
             self._conn.close()
             raise StoreError(f"{self.path} has schema version {version and version[0]}, "
                              f"this inboxrl reads version {SCHEMA_VERSION}; rebuild it")
+        ids_by_date = self._conn.execute("SELECT value FROM store_meta WHERE key = 'ids_by_date'").fetchone()
+        # ids numbered by (date, arrival) make rowid order the newest-first order (store_build)
+        self._newest_first = "f.rowid DESC" if ids_by_date and ids_by_date[0] == "1" else "e.date DESC, e.id DESC"
         self._conn.execute("PRAGMA query_only = 1")
         self._conn.execute("PRAGMA mmap_size = 1073741824")
         self._conn.execute("PRAGMA cache_size = -65536")
@@ -144,7 +147,7 @@ class EmailStore:
                "CROSS JOIN inbox_members m ON m.email_id = f.rowid "
                "JOIN emails e ON e.id = f.rowid "
                f"WHERE emails_fts MATCH ? AND {where} "
-               "ORDER BY e.date DESC, e.id DESC LIMIT ?")
+               f"ORDER BY {self._newest_first} LIMIT ?")
         scoped = f"inboxes : {inbox_token} AND {{subject body names}} : ({match})"
         with self._lock:
             rows = self._conn.execute(sql, [scoped, *params, limit]).fetchall()
