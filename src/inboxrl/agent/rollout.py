@@ -8,6 +8,10 @@ the chat view (``messages``).
 * A transformers policy (``.model``, ``.tokenizer``, optional ``.renderer``) runs on the batched
   KV-cached engine (:mod:`inboxrl.agent.hf_engine`): token-faithful ids, per-token sources and
   sampling log-probs (log pi at temperature 1, see :mod:`inboxrl.agent.sampling`).
+* A vLLM policy (``.vllm``, a :class:`inboxrl.agent.vllm_backends.VLLMSampler`, with the trainer's
+  ``.tokenizer`` and ``.renderer``) runs on vLLM (:mod:`inboxrl.agent.vllm_engine`, GPU): token
+  ids in, sampled ids and their log-probs out, the same turn logic; a colocated engine is woken
+  for the rollouts and put back to sleep after them.
 * An API policy (``.complete(messages, tools, temperature, max_tokens, seed)``) runs turn by
   turn per rollout on a thread pool (:mod:`inboxrl.agent.api_rollout`); its trajectories have
   no token ids.
@@ -128,6 +132,8 @@ def run_rollouts(policy: Any, requests: Sequence[RolloutRequest],
             from inboxrl.agent.api_rollout import run_api_rollouts
 
             trajectories = run_api_rollouts(policy, requests, factory, settings, progress)
+        elif getattr(policy, "vllm", None) is not None:
+            trajectories = _run_vllm(policy, requests, factory, settings, progress)
         else:
             from inboxrl.agent.hf_engine import HFEngine
 
@@ -152,3 +158,15 @@ def settle_verdicts(envs: Sequence[Any], trajectories: Sequence[Trajectory], max
         if id(t.rubric) in settled:
             rescore(t, max_turns)
     return len(settled)
+
+
+def _run_vllm(policy: Any, requests: list[RolloutRequest], env_factory: Callable[[Scenario], Any],
+              settings: RolloutSettings, progress: _Progress) -> list[Trajectory]:
+    from inboxrl.agent.vllm_engine import VLLMEngine
+
+    backend = policy.vllm.backend
+    backend.wake()
+    try:
+        return VLLMEngine(backend, policy.tokenizer, policy.renderer, settings, progress).run(requests, env_factory)
+    finally:
+        backend.sleep()

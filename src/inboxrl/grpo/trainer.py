@@ -97,8 +97,11 @@ class GRPOTrainer:
 
     def __init__(self, settings: TrainerSettings, policy, train_scenarios, val_scenarios, env_factory: Callable,
                  optimizer, scheduler, console, sinks_factory: Callable[..., Any], store: CheckpointStore,
-                 ctx: DistContext = LOCAL, ref_model: Any = None) -> None:
+                 ctx: DistContext = LOCAL, ref_model: Any = None, rollout_policy: Any = None) -> None:
+        """``rollout_policy`` samples the rollouts and evals when it is not ``policy`` itself (a
+        vLLM policy, ``.vllm``: the trained model is pushed to it after every update)."""
         self.settings, self.policy, self.env_factory = settings, policy, env_factory
+        self.rollout_policy = rollout_policy or policy
         self.val_scenarios = val_scenarios
         self.optimizer, self.scheduler = optimizer, scheduler
         self.console, self.sinks_factory, self.store = console, sinks_factory, store
@@ -176,6 +179,9 @@ class GRPOTrainer:
     def _fit(self, until_step: int | None) -> TrainerState:
         self.start()
         loop, s = self.settings.loop, self.state
+        vllm = getattr(self.rollout_policy, "vllm", None)
+        if vllm is not None:  # the sampler starts from the trainer's weights (warm start, resume)
+            vllm.start(self.policy.model, s.step)
         self.baseline_eval()
         last = min(self.settings.optim.max_steps, until_step or self.settings.optim.max_steps)
         for step in range(s.step + 1, last + 1):
@@ -223,6 +229,9 @@ class GRPOTrainer:
         upd = policy_update(self.policy.model, self.optimizer, self.scheduler, local_groups(trajectories, self.ctx),
                             update_settings, pad_id=self.policy.tokenizer.pad_token_id, sync=self.sync,
                             ref_model=self.ref_model)
+        vllm = getattr(self.rollout_policy, "vllm", None)
+        if vllm is not None:
+            vllm.sync(self.policy.model, step)
         training_time = time.time() - t1
         self.state.skipped_steps += int(upd.skipped)
         log.micro_batching(upd, update_settings.token_budget)
@@ -253,7 +262,7 @@ class GRPOTrainer:
             requests = [RolloutRequest(scenario=s, group_id=base + i, rollout_index=j)
                         for i, s in enumerate(batch) for j in range(g.num_generations)]
             scenarios += batch
-            trajectories += sharded_rollouts(self.policy, requests, self.env_factory,
+            trajectories += sharded_rollouts(self.rollout_policy, requests, self.env_factory,
                                              self.rollout_settings(step, micro), self.ctx)
         return trajectories, scenarios
 
@@ -269,7 +278,8 @@ class GRPOTrainer:
                               epsilon_high=g.epsilon_high, aggregation=g.loss_aggregation,
                               beta=g.beta, max_grad_norm=u.max_grad_norm, token_budget=u.token_budget,
                               constant_norm=r.max_tokens * r.max_turns, temperature=g.temperature,
-                              share_prefix=u.share_prefix)
+                              share_prefix=u.share_prefix, recompute_old_logprobs=g.recompute_old_logprobs,
+                              tis_cap=g.tis_cap)
 
     # -- evaluation and stopping ------------------------------------------------------------
     def baseline_eval(self) -> None:
@@ -291,7 +301,7 @@ class GRPOTrainer:
 
     def run_eval(self, step: int) -> EvalResult:
         s = self.settings
-        result = evaluate(self.policy, self.val_scenarios, self.env_factory,
+        result = evaluate(self.rollout_policy, self.val_scenarios, self.env_factory,
                           eval_settings(s.rollout, s.eval, s.seed), step, self.state.baseline, self.output_dir,
                           ctx=self.ctx)
         self.state.last_eval_step = step

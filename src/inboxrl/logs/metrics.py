@@ -120,6 +120,9 @@ class TrainingMetrics:
     training_time: float = 0.0
     step_time: float = 0.0
     tokens_per_second: float = 0.0
+    mismatch_kl: float = 0.0  # mean log pi_sampler - log pi_trainer over trained tokens (grpo/mismatch.py)
+    probs_corr: float = 1.0  # correlation of sampler and trainer token probabilities
+    max_logprob_gap: float = 0.0  # max |log pi_sampler - log pi_trainer|
     skipped: bool = False  # this step's update was skipped (no kept group or a non-finite loss)
     skipped_steps: int = 0  # skipped updates so far in the run
     skip_reason: str | None = None
@@ -190,8 +193,8 @@ def build_training_metrics(step: int, trajectories: Sequence[Trajectory], adv: A
 
     ``adv`` (``AdvantageStats``: ``groups_kept`` / ``groups_filtered``) overrides the group counts
     read from the trajectories' ``kept`` flags; ``update`` (``UpdateStats``) supplies loss,
-    policy_loss, kl, grad_norm, clip_fraction, entropy, num_micro_batches, skipped and
-    skip_reason. ``reward_moving_avg`` is the mean of the last ``window`` step rewards, this
+    policy_loss, kl, grad_norm, clip_fraction, entropy, num_micro_batches, skipped,
+    skip_reason and the sampler/trainer mismatch (mismatch_kl, probs_corr, max_logprob_gap). ``reward_moving_avg`` is the mean of the last ``window`` step rewards, this
     step's included (``reward_history`` holds the earlier steps' ``avg_reward``).
     """
     m = TrainingMetrics.from_rollouts(step, trajectories, total_steps=total_steps,
@@ -209,6 +212,10 @@ def build_training_metrics(step: int, trajectories: Sequence[Trajectory], adv: A
         for name in ("loss", "policy_loss", "kl", "grad_norm", "clip_fraction", "entropy"):
             setattr(m, name, float(getattr(update, name, 0.0)))
         m.num_micro_batches = int(getattr(update, "num_micro_batches", 0))
+        mismatch = getattr(update, "mismatch", None)
+        if mismatch is not None:
+            m.mismatch_kl, m.probs_corr = float(mismatch.mismatch_kl), float(mismatch.probs_corr)
+            m.max_logprob_gap = float(mismatch.max_logprob_gap)
         m.skipped = bool(getattr(update, "skipped", False))
         m.skip_reason = getattr(update, "skip_reason", None)
     m.finalize_timing()

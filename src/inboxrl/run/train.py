@@ -148,8 +148,15 @@ def _build(settings: Settings, console: ConsoleLog, ctx: DistContext, store: Che
                                wandb_mode=logging.wandb_mode, config=settings.flat(), notice=console.info)
              if ctx.is_main else lambda **_: NullSinks())
     env_factory = make_env_factory(data.db_path, make_run_judge(settings.judge, out), settings.rollout.max_turns)
+    rollout_policy = None
+    if settings.rollout.rollout_engine == "vllm":
+        from inboxrl.run.vllm import vllm_rollout_policy
+
+        rollout_policy = vllm_rollout_policy(settings, policy, out)
+        console.info(f"Rollouts: vLLM ({settings.rollout.vllm_mode})")
     return GRPOTrainer(trainer_settings(settings), policy, data.train, data.validation, env_factory,
-                       optimizer, scheduler, console, sinks, store, ctx=ctx, ref_model=ref_model)
+                       optimizer, scheduler, console, sinks, store, ctx=ctx, ref_model=ref_model,
+                       rollout_policy=rollout_policy)
 
 
 def run_training(settings: Settings, resume: bool = False, resume_from: str | None = None,

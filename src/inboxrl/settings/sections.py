@@ -9,10 +9,14 @@ across sections; the environment names are those of existing ``.env`` files.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from dataclasses import dataclass
 from typing import Any, Iterator
 
 from inboxrl.settings.base import ConfigError, Section, setting
+
+VLLM_MISSING = ("ROLLOUT_ENGINE=vllm needs vLLM and a CUDA GPU: install them with "
+                "`pip install 'inboxrl[vllm]'` on a GPU machine, or use ROLLOUT_ENGINE=hf")
 
 
 @dataclass(frozen=True)
@@ -107,11 +111,27 @@ class RolloutConfig(Section):
     max_context_tokens: int = setting(3072, "Context budget per trajectory; overflow ends the rollout.",
                                       "MAX_CONTEXT_TOKENS", check="positive")
     rollout_batch_size: int = setting(
-        8, "Rollouts decoded together in one batch (training and eval; 0 = all of a step or eval at once). "
-        "The rollouts are the same whatever the size; on a CPU smaller batches are faster (measured in "
-        "docs/results.md), on a GPU raise it.", "ROLLOUT_BATCH_SIZE", check="nonneg", free=True)
+        8, "Rollouts decoded together (training and eval; 0 = all of a step or eval at once): each has its "
+        "own KV-cache slot and a finished rollout's slot is refilled from the queue. The rollouts are the "
+        "same whatever the size (bench/rollout_throughput.py --batch-size); on a GPU raise it.",
+        "ROLLOUT_BATCH_SIZE", check="nonneg", free=True)
     check_template: bool = setting(False, "Compare each trajectory with a fresh chat-template render.",
                                    "CHECK_TEMPLATE", free=True)
+    rollout_engine: str = setting(
+        "hf", "Training rollouts (and the run's evals) on hf: the transformers engine (CPU or GPU), or vllm: "
+        "vLLM on a CUDA GPU (pip install 'inboxrl[vllm]'; the policy is pushed to it after every update).",
+        "ROLLOUT_ENGINE", ("hf", "vllm"))
+    vllm_mode: str = setting("colocate", "vllm engine: colocate (vllm.LLM in the trainer's process, asleep "
+                             "during updates) or server (a separate `vllm serve` at vllm_server_url).",
+                             "VLLM_MODE", ("colocate", "server"), free=True)
+    vllm_server_url: str = setting("http://localhost:8000", "Base URL of the `vllm serve` of vllm_mode=server.",
+                                   "VLLM_SERVER_URL", free=True)
+    vllm_gpu_memory_utilization: float = setting(0.35, "Share of the GPU the colocated vLLM engine may use.",
+                                                 "VLLM_GPU_MEMORY_UTILIZATION", check="unit", free=True)
+
+    def check(self) -> None:
+        if self.rollout_engine == "vllm" and importlib.util.find_spec("vllm") is None:
+            raise ConfigError(VLLM_MISSING)
 
 
 @dataclass(frozen=True)
@@ -139,6 +159,14 @@ class GRPOConfig(Section):
                                   check="nonneg")
     loss_aggregation: str = setting("token_mean", "token_mean | seq_mean | constant (Dr. GRPO, Liu et al., "
                                     "2025).", "LOSS_AGGREGATION", ("token_mean", "seq_mean", "constant"))
+    recompute_old_logprobs: bool = setting(
+        False, "pi_old = the trainer's own log-probs before the update (a no-grad forward) instead of the "
+        "sampler's, with truncated importance sampling (tis_cap) correcting for the sampler/trainer "
+        "mismatch (Yao et al., 2025). Off: the sampler's log-probs, as in the original GRPO.",
+        "RECOMPUTE_OLD_LOGPROBS")
+    tis_cap: float = setting(2.0, "C of the token-level truncated importance weight min(pi_old / "
+                             "pi_sampler, C) (with recompute_old_logprobs; 0 = no weight).", "TIS_CAP",
+                             check="nonneg")
 
     def check(self) -> None:
         if self.num_generations < 2:
