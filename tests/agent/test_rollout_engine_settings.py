@@ -15,7 +15,7 @@ from inboxrl.settings.base import ConfigError
 from inboxrl.settings.sections import VLLM_MISSING
 from inboxrl.settings.sources import build_settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HAVE_VLLM = importlib.util.find_spec("vllm") is not None
 
 
