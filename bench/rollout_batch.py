@@ -1,10 +1,9 @@
 """Rollout decode batch size (``ROLLOUT_BATCH_SIZE``): the same rollouts decoded all together
 vs in batches of a few, side by side in one run.
 
-The engine keeps one KV cache per batch whose width grows with every decoding step of the
-batch (rows idle in a step get a hole), so a wide batch pays attention and cache traffic over
-columns most rows do not use; smaller batches trade that against fewer rows per matrix
-product. Both sides run the same greedy eval rollouts (the validation scenarios of the embedded
+Each rollout decodes in its own slot of one KV cache (its own length, no holes) and a finished
+rollout's slot is refilled from the queue; a wider batch puts more rows into every matrix
+product and holds more cache. Both sides run the same greedy eval rollouts (the validation scenarios of the embedded
 inbox, ``run_rollouts`` with the eval's own settings, ``eval_settings``), on the same model, and must produce the
 same trajectories up to float rounding; the wall time of each side, the ratio and how many
 trajectories are token-identical are printed.

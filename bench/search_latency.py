@@ -159,7 +159,7 @@ def time_queries(store: EmailStore, queries: list[dict], variant: str) -> dict:
 def build_and_time(records: list[tuple[Email, list[str]]], db: Path, args: argparse.Namespace) -> dict:
     """Build a store of ``records`` at ``db`` and time the searches on it."""
     cpu = time.process_time()
-    report = build_store(db, records, BuildOptions(), progress=False)
+    report = build_store(db, records, BuildOptions(order_by_date=args.order_by_date), progress=False)
     build_cpu = time.process_time() - cpu
     print(report.summary())
     size_mb = db.stat().st_size / 2**20
@@ -202,6 +202,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--db", type=Path, default=None, help="where to build (default: a temp dir)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument("--order-by-date", action="store_true", help="build with BuildOptions(order_by_date=True)")
     ap.add_argument("--compare-no-names", action="store_true",
                     help="also build and time the corpus without display names; print the ratios")
     args = ap.parse_args()

@@ -108,32 +108,28 @@ class FakeEnv:
 class ScriptedModel(torch.nn.Module):
     """Wraps a causal LM; for rows whose conversation contains a scripted question, the logits
     force the scripted assistant turn texts (turn k = number of tool results after the question),
-    each followed by ``end_text``. Keeps per-row histories, following the engine's row drops."""
+    each followed by ``end_text``. Keeps per-slot histories from the engine's cache plan (which
+    slots a forward feeds, from which length, how many real tokens), the shared prefix (the
+    cache's first forward) and its slot drops."""
 
     def __init__(self, model: Any, tokenizer: Any, scripts: dict[str, list[str]], end_text: str = "<|im_end|>"):
         super().__init__()
         self.inner, self.tok, self.scripts, self.end_text = model, tokenizer, scripts, end_text
         self.config = model.config
-        self.histories: list[list[int]] = []
+        self.histories: dict[int, list[int]] = {}
         self._cache = None
         self.gen_prompt = tokenizer.encode("<|im_start|>assistant\n", add_special_tokens=False)
 
     def _follow(self, cache: Any) -> None:
         if cache is self._cache:
             return
-        self._cache, self.histories = cache, []
-        original = cache.batch_select_indices
+        self._cache, self.histories, self.prefix = cache, {}, None
+        original = cache.select
 
         def select(idx: torch.Tensor) -> None:
-            self.histories = [self.histories[i] for i in idx.tolist()]
+            self.histories = {new: self.histories.get(old, []) for new, old in enumerate(idx.tolist())}
             original(idx)
-        cache.batch_select_indices = select
-        repeat = cache.batch_repeat_interleave
-
-        def repeated(n: int) -> None:
-            self.histories = [list(h) for h in self.histories for _ in range(n)]
-            repeat(n)
-        cache.batch_repeat_interleave = repeated
+        cache.select = select
 
     def _forced(self, history: list[int]) -> int | None:
         text = self.tok.decode(history, skip_special_tokens=False)
@@ -154,13 +150,15 @@ class ScriptedModel(torch.nn.Module):
     def forward(self, input_ids=None, attention_mask=None, cache=None, **kw):
         out = self.inner(input_ids=input_ids, attention_mask=attention_mask, cache=cache, **kw)
         self._follow(cache)
-        while len(self.histories) < input_ids.shape[0]:
-            self.histories.append([])
-        width = input_ids.shape[1]
-        new_mask = attention_mask[:, -width:]
-        for r in range(input_ids.shape[0]):
-            self.histories[r] += input_ids[r][new_mask[r] > 0].tolist()
-            tok = self._forced(self.histories[r])
+        for r, (slot, start, size) in enumerate(zip(cache.plan_rows, cache.plan_starts, cache.plan_sizes)):
+            base = self.histories.get(slot, [])
+            if len(base) < start:  # the slot starts from the shared prefix, copied in by the engine
+                base = self.prefix
+            history = base[:start] + input_ids[r, :size].tolist()
+            if self.prefix is None:  # the first forward of a cache computes the shared prefix
+                self.prefix = history
+            self.histories[slot] = history
+            tok = self._forced(history)
             if tok is not None:
                 out.logits[r, -1, :] = -30.0
                 out.logits[r, -1, tok] = 30.0

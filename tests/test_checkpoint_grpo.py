@@ -67,8 +67,7 @@ def test_round_trip_lora_adapter(tmp_path):
 def test_keep_last_k_protects_best_and_latest(tmp_path):
     model, opt, sched, _ = _trained()
     for step in range(1, 6):
-        state = {"best_checkpoint": str(tmp_path / "checkpoint-0002")} if step >= 2 else {}
-        save_checkpoint(tmp_path, step, model, opt, sched, state, keep_last=2)
+        save_checkpoint(tmp_path, step, model, opt, sched, {}, keep_last=2, protect_step=2 if step >= 2 else None)
     names = [p.name for p in list_checkpoints(tmp_path)]
     assert names == ["checkpoint-0002", "checkpoint-0004", "checkpoint-0005"]
     assert latest_checkpoint(tmp_path).name == "checkpoint-0005"
@@ -82,7 +81,7 @@ def test_keep_last_k_protects_best_and_latest(tmp_path):
 
 def test_incomplete_checkpoints_ignored(tmp_path):
     assert latest_checkpoint(tmp_path / "missing") is None
-    (tmp_path / "checkpoint-0009").mkdir()  # no trainer_state.json: a crash before the rename
+    (tmp_path / "checkpoint-0009").mkdir()  # no manifest: not a finished save
     (tmp_path / ".checkpoint-0010.tmp-x").mkdir()
     assert latest_checkpoint(tmp_path) is None
     with pytest.raises(FileNotFoundError):

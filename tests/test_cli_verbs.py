@@ -120,9 +120,11 @@ def test_build_db_parquet(tmp_path):
         "body": ["The gas deal is done.", "Power prices spiked."], "file_name": ["d/1.", "e/1."]}),
         tmp_path / "rows.parquet")
     db = tmp_path / "p.db"
-    out = inboxrl("build-db", str(tmp_path / "rows.parquet"), "--db", str(db), "--max-body-chars", "10").stdout
+    out = inboxrl("build-db", str(tmp_path / "rows.parquet"), "--db", str(db), "--max-body-chars", "10",
+                  "--order-by-date").stdout
     assert "2 of 2 emails stored" in out
     with EmailStore(db) as store:
+        assert store.meta()["ids_by_date"] == "1"
         assert store.read("carol@enron.com", "<p1@e>") is not None
         assert store.read("carol@enron.com", "<p2@e>") is None
 

@@ -72,6 +72,9 @@ def test_display_names_are_stored_searchable_and_shown(tmp_path):
         for name in ("Jön", "jon smith", "smith", "Rene", "Lee"):
             assert [h.message_id for h in store.search("ann@corp.com", [name])] == ["<n1@corp>"], name
         assert store.search("ann@corp.com", ["Capacity"], from_addr="jon.smith@corp.com")
+        # the form results show works as a filter too
+        assert store.search("ann@corp.com", ["Capacity"], from_addr="Jön Smïth <Jon.Smith@corp.com>")
+        assert store.search("ann@corp.com", ["Capacity"], to_addr='"Lee, Ann" <ann@corp.com>')
         assert not store.search("ann@corp.com", ["Capacity"], from_addr="Jön Smïth")
         hit = store.search("ann@corp.com", ["pipeline"])[0]
         assert hit.from_name == "Jön Smïth" and hit.to_dict()["from"] == "Jön Smïth <jon.smith@corp.com>"

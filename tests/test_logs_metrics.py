@@ -44,16 +44,18 @@ def test_from_rollouts_hand_computed():
     ma.push(0.5)
     m = TrainingMetrics.from_rollouts(4, batch(), total_steps=10, moving_average=ma,
                                       loss=0.25, grad_norm=1.5, step_time=2.0)
-    assert m.avg_reward == pytest.approx(1.2 / 6)
+    # the judge-error rollout (placeholder reward 0.0) is left out of every reward statistic
+    assert m.avg_reward == pytest.approx(1.2 / 5)
     assert m.median_reward == pytest.approx(0.0)
+    assert m.std_reward == pytest.approx(math.sqrt((0.76**2 + 1.24**2 + 2 * 0.24**2 + 0.96**2) / 5))
     assert m.accuracy == pytest.approx(2 / 5)  # judge error left out
-    assert m.judge_errors == 1
+    assert m.judge_errors == 1 and m.extra["judge_error_reason"] == "http 500"
     assert (m.num_groups, m.groups_kept, m.groups_filtered) == (3, 2, 1)
     assert m.num_early_exit == 4 and m.num_rollouts == 6
     assert m.total_tokens == 600
     assert m.trainable_tokens == 30 + 10 + 20
     assert m.trainable_token_ratio == pytest.approx(60 / 600)
-    assert m.reward_moving_avg == pytest.approx((0.5 + 0.2) / 2)
+    assert m.reward_moving_avg == pytest.approx((0.5 + 0.24) / 2)
     m.finalize_timing()
     assert m.tokens_per_second == pytest.approx(300.0)
     with pytest.raises(TypeError, match="no field"):
@@ -72,7 +74,7 @@ def test_to_wandb_has_every_design_name_and_flat_roundtrip():
     flat = m.to_flat()
     assert flat["kl"] is None and flat["step"] == 3 and flat["custom"] == 2.0
     back = TrainingMetrics.from_flat({"kind": "train", **flat})
-    assert back.groups_kept == 2 and back.extra == {"custom": 2.0}
+    assert back.groups_kept == 2 and back.extra == {"custom": 2.0, "judge_error_reason": "http 500"}
 
 
 def test_group_views_order_and_kept():
@@ -90,3 +92,15 @@ def test_moving_average_window():
     for v in (1, 2, 3, 4):
         ma.push(v)
     assert ma.value == pytest.approx(3.0)
+
+
+def test_judge_errors_are_left_out_of_group_and_step_rewards():
+    views = {g.group_id: g for g in group_views(batch())}
+    assert views[2].reward_mean == pytest.approx(1.2) and views[2].reward_std == 0.0  # 1 judged of 2
+    all_failed = [make_traj("d", 0.3, judge_error="timeout"), make_traj("d", 0.1, rollout_index=1,
+                                                                        judge_error="timeout")]
+    m = TrainingMetrics.from_rollouts(1, all_failed)
+    assert math.isnan(m.avg_reward) and m.to_flat()["avg_reward"] is None and m.accuracy is None
+    ma = MovingAverage(window=3)
+    ma.push(0.5)
+    assert ma.push(float("nan")) == 0.5  # a step with nothing judged does not poison the average

@@ -185,6 +185,7 @@ def test_cli_main_on_configured_data(corpus_db, tmp_path, capsys):
     from inboxrl.settings.sections import JudgeConfig
     from inboxrl.settings.sources import build_settings
     from inboxrl.email.judge import LLMJudge
+    from inboxrl.email.judge_pool import ConcurrentJudge
     from inboxrl.email.synth import write_scenarios
 
     path, test = corpus_db
@@ -198,9 +199,12 @@ def test_cli_main_on_configured_data(corpus_db, tmp_path, capsys):
     assert "20 validation scenarios" in out and "reference agent [read] on 20 scenarios" in out
     accuracy = float(out.split("accuracy ")[1].split()[0])
     assert accuracy >= 0.9
-    llm = JudgeConfig(judge="llm", judge_base_url="http://127.0.0.1:9/v1", judge_model="m")
-    j = make_run_judge(llm, tmp_path / "out")
-    assert isinstance(j, LLMJudge) and str(j.cache_dir).endswith("judge_cache")
+    llm = JudgeConfig(judge="llm", judge_base_url="http://127.0.0.1:9/v1", judge_model="m", judge_timeout=3.0,
+                      judge_retries=1, judge_step_budget=30.0, judge_concurrency=2)
+    j = make_run_judge(llm, tmp_path / "out")  # the LLM judge on a thread pool, off the decoding path
+    assert isinstance(j, ConcurrentJudge) and (j.workers, j.budget_s) == (2, 30.0)
+    assert isinstance(j.inner, LLMJudge) and str(j.inner.cache_dir).endswith("judge_cache")
+    assert (j.inner.timeout, j.inner.retries) == (3.0, 1)
 
 
 def test_plans_within_a_small_turn_budget(small_store):

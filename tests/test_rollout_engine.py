@@ -100,6 +100,33 @@ def test_seeded_reproducibility(policy, sampled):
     assert a.token_ids != b.token_ids
 
 
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_sampled_tokens_do_not_depend_on_batch_size(policy, sampled, batch_size):
+    """Per-rollout generators: the same seeds give the same tokens alone, in batches that are
+    refilled as rollouts finish (3 slots for 4 requests), or all together."""
+    got = run_rollouts(policy, requests(), env_factory, settings(seed=3, batch_size=batch_size))
+    assert [t.token_ids for t in got] == [t.token_ids for t in sampled]
+    for a, b in zip(got, sampled):
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4)
+        assert (a.group_id, a.rollout_index) == (b.group_id, b.rollout_index)
+
+
+def test_decode_steps_decode_and_refill_keeps_the_batch_full(policy):
+    engine = HFEngine(policy, settings(seed=5, batch_size=2), lambda t: None)
+    trajs = engine.run(requests(4), env_factory)
+    st = engine.stats
+    assert engine.generated_tokens == sum(t.num_model_tokens for t in trajs)
+    # every generated token is sampled once: by a decode step or as the first token of a turn
+    turns = sum(len(t.turns) for t in trajs)
+    assert st.decode_rows + turns == engine.generated_tokens
+    # every token but a rollout's last enters the cache exactly once: prefilled, decoded, or
+    # copied in with the shared prefix (4 rollouts through 2 slots: all 4 start from it)
+    assert st.prefix_tokens == 4 * engine.prefix_len > 0
+    assert st.prefill_tokens + st.decode_rows + st.prefix_tokens == sum(t.num_tokens - 1 for t in trajs)
+    # refill: 2 rows decode together until the queue is empty
+    assert st.mean_decode_rows > 1.5 and st.prefill_forwards <= turns
+
+
 def test_context_budget(policy):
     prompt_len = sum(len(ids) for ids, _ in policy.renderer.prompt_segments(requests(1)[0].scenario))
     # room for 8 generated tokens: the first turn is cut at 8, then the tool result cannot fit

@@ -190,3 +190,38 @@ def test_concurrent_searches_share_one_store(tmp_path):
         counts = list(pool.map(lambda i: len(store.search("b@x.com", [f"word{i % 5}"], max_results=100)),
                                range(40)))
     assert counts == [10] * 40
+
+
+def test_ids_follow_dates_and_both_plans_give_the_same_newest_first_order(tmp_path):
+    """``order_by_date`` numbers rows by (date, arrival), so FTS5's rowid order is the
+    newest-first order; a store without that guarantee sorts by date: all give the same results."""
+    import random
+
+    rng = random.Random(3)
+    queries = [["common"], ["word1"], ["common", "word2"]]
+    dates = [f"2001-0{rng.randint(1, 3)}-0{rng.randint(1, 4)} 00:00:00" for _ in range(60)]  # many ties
+    recs = [(_mail(f"<{i}>", body=f"common word{i % 3} n{i}", date=d), []) for i, d in enumerate(dates)]
+    build_store(tmp_path / "plain.db", recs, progress=False)
+    with EmailStore(tmp_path / "plain.db") as store:
+        assert store.meta()["ids_by_date"] == "0" and store._newest_first == "e.date DESC, e.id DESC"
+        default = [[h.message_id for h in store.search("b@x.com", q, max_results=10)] for q in queries]
+    db = tmp_path / "s.db"
+    build_store(db, recs, BuildOptions(order_by_date=True), progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.db", "s.db"]  # no stage file left
+    conn = sqlite3.connect(db)
+    rows = conn.execute("SELECT id, date, message_id FROM emails ORDER BY id").fetchall()
+    assert [r[1] for r in rows] == sorted(r[1] for r in rows)
+    arrival = {f"<{i}>": i for i in range(len(recs))}
+    assert [arrival[r[2]] for r in rows] == sorted(range(len(recs)), key=lambda i: (dates[i], i))
+    with EmailStore(db) as store:
+        assert store._newest_first == "f.rowid DESC"
+        fast = [[h.message_id for h in store.search("b@x.com", q, max_results=10)] for q in queries]
+    conn.execute("UPDATE store_meta SET value = '0' WHERE key = 'ids_by_date'")
+    conn.commit()
+    conn.close()
+    with EmailStore(db) as store:
+        assert store._newest_first == "e.date DESC, e.id DESC"
+        sorted_plan = [[h.message_id for h in store.search("b@x.com", q, max_results=10)] for q in queries]
+    assert fast == sorted_plan == default
+    want = sorted(range(len(recs)), key=lambda i: (dates[i], i), reverse=True)
+    assert fast[0] == [f"<{i}>" for i in want[:10]]

@@ -168,6 +168,16 @@ def test_partial_and_empty_output_dirs(tmp_path):
         build_view(tmp_path / "nope", SERIAL)
 
 
+def test_other_viewer_code_rebuilds_every_page(run, monkeypatch):
+    root, _ = run
+    import inboxrl.view.build as build
+
+    assert build_view(root, SERIAL).reused == 4
+    monkeypatch.setattr(build, "code_digest", lambda: "another version")
+    again = build_view(root, SERIAL)
+    assert again.reused == 0 and again.steps == 2 and again.evals == 2
+
+
 def test_a_rebuild_reuses_unchanged_steps_and_rebuilds_changed_ones(run):
     root, first = run
     assert first.reused == 0
@@ -220,3 +230,21 @@ def test_a_rollout_without_tokens_says_so(tmp_path):
     assert page.count("No tokens recorded") == len(ADVANTAGES[0])
     assert [[float(a["data-adv"]) for a, _ in row] for row in parse(read(root, "steps/step_0001.html")).heat[0]] \
         == ADVANTAGES[0]
+
+
+def test_a_configured_baseline_file_is_the_baseline(tmp_path):
+    root = make_handmade_run(tmp_path / "run", truncate=False)
+    (root / "eval_logs" / "baseline_eval.json").unlink()
+    (root / "eval_logs" / "eval_step_0000.json").unlink()
+    (root / "eval_logs" / "eval_step_0000_trajectories.jsonl").unlink()
+    base = tmp_path / "base.json"
+    base.write_text(json.dumps({"a": 2.0, "b": 0.5, "c": -3.0}))
+    (root / "config.json").write_text(json.dumps({"baseline_file": str(base)}))
+    build_view(root, SERIAL)
+    page = read(root, "evals/eval_0002.html")
+    outcomes = dict(re.findall(r"<code>(\w+)</code>.*?<td class=\"outcome\">([\w ]+)</td>", page, re.S))
+    assert outcomes == {"a": "lost", "b": "tie", "c": "won"}
+    assert 'class="baseline"' not in page  # no baseline transcripts in this run
+    (root / "config.json").write_text(json.dumps({"baseline_file": str(tmp_path / "gone.json")}))
+    report = build_view(root, SERIAL)
+    assert any(n.startswith(f"baseline_file {tmp_path / 'gone.json'}: not read") for n in report.notes)

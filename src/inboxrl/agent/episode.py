@@ -108,7 +108,12 @@ class Episode:
                 rubric.num_turns = len(self.traj.turns)
         traj = self.traj
         traj.rubric = rubric
-        traj.reward = outcome_reward(rubric, self.max_turns)
+        rescore(traj, self.max_turns)
         traj.finish_reason = reason
         traj.timings["rollout_s"] = time.perf_counter() - self._started
         traj.timings["tool_s"] = self.tool_seconds
+
+
+def rescore(traj: Trajectory, max_turns: int) -> None:
+    """Set the outcome reward from the rubric (again, once a late verdict has been recorded)."""
+    traj.reward = outcome_reward(traj.rubric, max_turns)

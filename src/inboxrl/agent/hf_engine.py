@@ -1,194 +1,184 @@
 """The batched, token-faithful multi-turn rollout engine for transformers models.
 
-All live rollouts of a batch advance together: every decoding step is ONE forward pass over
-every live row (:class:`~inboxrl.agent.kv_batch.KVBatch`), and the KV cache is kept across turns,
-so a new turn only prefills the tokens appended since the previous one.
+Up to ``batch_size`` rollouts run at once, each in its own slot of a
+:class:`~inboxrl.agent.kv_batch.KVBatch` (one KV cache, every slot at its own length), and the
+cache is kept across turns, so a new turn only prefills the tokens appended since the previous one.
+Each step of the loop is one forward pass of one of two kinds:
 
-Step types:
+* **prefill** (while some row has pending tokens): the rows whose tokens are pending (their
+  prompt, or the end of their previous turn + tool result + generation prompt) are appended in
+  one forward over just those rows (chunked prefill), and each samples the first token of its
+  next turn;
+* **decode** (otherwise): every row feeds its last sampled token and samples the next, one
+  forward over all slots; no row waits in lockstep for another and no slot holds holes.
 
-* **shared prefix** (once per batch): the prompt prefix common to all rows (system prompt and
-  few-shot example) is computed on one row and repeated over the batch.
-* **prefill** (when no row is generating): every row's pending tokens (the prompt, or the end of
-  its previous turn + tool result + generation prompt) are appended, left-padded, and each row
-  samples the first token of its next turn.
-* **decode** (while some row is generating): each generating row feeds its last sampled token and
-  samples the next; a row whose turn has ended feeds one of its pending tokens per step (all but
-  the last, which the next prefill feeds to get that row's logits), other rows add a hole.
+The prompt prefix common to the first batch (system prompt and few-shot example) is computed
+once and copied into every slot whose prompt starts with it. When a rollout finishes, the next
+request takes its slot (refill), so the batch stays full until the requests run out; then the
+slots are compacted. Every rollout samples from its own generator
+(:mod:`inboxrl.agent.sampling`), so its tokens do not depend on the batch size or its slot.
 
-A row's turn ends on an end-of-turn / eos token, when its tool call is complete
-(``ChatRenderer.call_complete``, only checked after a token containing ``}`` or ``>``), or at its
-token budget ``min(max_new_tokens, max_context_tokens - tokens so far)``. The call is executed
-between turns (:class:`~inboxrl.agent.episode.Episode`); before a tool result is appended the
-context budget is checked (room for the result, the generation prompt and one token), and a
-rollout that does not fit ends with ``context_overflow``. Finished rows leave the batch.
+Where a turn ends, the tool calls between turns and the context budget are
+:mod:`inboxrl.agent.turns`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections import deque
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
 
-from inboxrl.agent.chat import ChatRenderer, TemplateError
-from inboxrl.agent.episode import Episode
 from inboxrl.agent.kv_batch import KVBatch
-from inboxrl.agent.sampling import row_generator, sample_next
-from inboxrl.agent.token_layout import append_result, open_prompt, turn_budget
+from inboxrl.agent.sampling import sample_next
 from inboxrl.agent.trajectory import Trajectory
+from inboxrl.agent.turns import Row, TurnBook
 
 MIN_SHARED_PREFIX = 8  # shorter common prefixes are not worth a separate forward
 
 
 @dataclass
-class _Row:
-    episode: Episode
-    generator: torch.Generator
-    pending: list[int] = field(default_factory=list)  # ids appended but not yet in the cache
-    turn_ids: list[int] = field(default_factory=list)
-    turn_logprobs: list[float] = field(default_factory=list)
-    budget: int = 0
-    generating: bool = False
+class EngineStats:
+    """What the forwards of a run did (for benchmarks): decoding steps, the rows they sampled
+    and the context they attended over (summed), and the prefilled tokens."""
+
+    decode_steps: int = 0
+    decode_rows: int = 0
+    decode_context: int = 0
+    prefill_forwards: int = 0
+    prefill_tokens: int = 0
+    prefix_tokens: int = 0  # shared-prefix tokens copied into slots instead of prefilled
+
+    @property
+    def mean_decode_rows(self) -> float:
+        return self.decode_rows / max(self.decode_steps, 1)
+
+    @property
+    def mean_decode_context(self) -> float:
+        return self.decode_context / max(self.decode_rows, 1)
 
 
-class HFEngine:
+def _prefill_groups(lengths: list[int], waste: float = 0.25) -> list[list[int]]:
+    """Indices into ``lengths`` grouped for prefill forwards: longest first, a group grows while
+    its right padding stays under ``waste`` of its real tokens."""
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    groups: list[list[int]] = []
+    for i in order:
+        g = groups[-1] if groups else None
+        if g and (len(g) + 1) * lengths[g[0]] <= (1 + waste) * (sum(lengths[j] for j in g) + lengths[i]):
+            g.append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+class HFEngine(TurnBook):
     """Runs rollouts of a transformers ``policy`` (``.model``, ``.tokenizer``, ``.renderer``)."""
 
     def __init__(self, policy: Any, settings: Any, on_finish: Callable[[Trajectory], None]) -> None:
+        super().__init__(policy.tokenizer, getattr(policy, "renderer", None), settings, on_finish)
         self.model = policy.model
-        self.tokenizer = policy.tokenizer
-        self.renderer: ChatRenderer = getattr(policy, "renderer", None) or ChatRenderer(self.tokenizer)
-        self.settings = settings
-        self.on_finish = on_finish
         self.device = getattr(policy, "device", None) or next(self.model.parameters()).device
-        pad = self.tokenizer.pad_token_id
-        self.pad_id = int(pad if pad is not None else self.renderer.stop_token_ids[0])
-        self.stop_ids = set(self.renderer.stop_token_ids)
-        self.trigger_ids = set(self.renderer.stop_trigger_ids())
         self.forward_calls = 0
-        self.generated_tokens = 0
+        self.stats = EngineStats()
+        self.prefix_len = 0
 
     # -- public ----------------------------------------------------------------------------------
     def run(self, requests: Sequence[Any], env_factory: Callable[[Any], Any]) -> list[Trajectory]:
-        size = self.settings.batch_size or max(1, len(requests))
-        out: list[Trajectory] = []
+        """Run every request to completion; trajectories in request order."""
+        if not requests:
+            return []
+        size = min(self.settings.batch_size or len(requests), len(requests))
         was_training = bool(getattr(self.model, "training", False))
         self.model.eval()
         try:
             with torch.inference_mode():
-                for start in range(0, len(requests), size):
-                    out += self._run_batch(requests[start:start + size], env_factory)
+                return self._run_all(list(requests), env_factory, size)
         finally:
             if was_training:
                 self.model.train()
+
+    # -- the loop --------------------------------------------------------------------------------
+    def _run_all(self, requests: list[Any], env_factory: Callable[[Any], Any], size: int) -> list[Trajectory]:
+        queue = deque(requests)
+        out: list[Trajectory] = []
+        live: list[Row] = []
+        while queue and len(live) < size:
+            row = self.start(queue.popleft(), env_factory)
+            out.append(row.episode.traj)
+            if not row.episode.done:
+                live.append(row)
+        kv = KVBatch(self.model, len(live), self.pad_id, self.device)
+        prefix = self._common_prefix(live)
+        self.prefix_len = len(prefix)
+        if prefix:
+            kv.set_prefix(prefix)
+            self.forward_calls += 1
+        for slot, row in enumerate(live):
+            self._seat(kv, slot, row, prefix)
+        while live:
+            pending = [i for i, r in enumerate(live) if not r.generating]
+            if pending:
+                for group in _prefill_groups([len(live[i].pending) for i in pending]):
+                    self._step(kv, live, [pending[j] for j in group])
+            else:
+                self._step(kv, live, list(range(len(live))))
+            live = self._refill(kv, live, queue, env_factory, prefix, out)
         return out
 
-    # -- one batch -------------------------------------------------------------------------------
-    def _run_batch(self, requests: Sequence[Any], env_factory: Callable[[Any], Any]) -> list[Trajectory]:
-        rows = [self._start(req, env_factory) for req in requests]
-        live = [r for r in rows if not r.episode.done]
-        kv = KVBatch(self.model, len(live), self.pad_id, self.device)
-        self._share_prefix(kv, live)
-        while live:
-            if any(r.generating for r in live):
-                chunks = [self._decode_chunk(r) for r in live]
-                sampling = [i for i, r in enumerate(live) if r.generating]
-            else:
-                chunks = [r.pending for r in live]
-                for r in live:
-                    r.pending, r.generating = [], True
-                sampling = list(range(len(live)))
-            logits = kv.forward(chunks)
-            self.forward_calls += 1
-            picked = [live[i] for i in sampling]
-            tokens, logprobs = sample_next(
-                logits[sampling], [r.generator for r in picked], self.settings.temperature,
-                self.settings.top_p, self.settings.greedy)
-            for row, tok, lp in zip(picked, tokens, logprobs):
-                self._accept(row, tok, lp)
-            keep = [i for i, r in enumerate(live) if not r.episode.done]
-            if len(keep) < len(live):
-                kv.select(keep)
-                kv.compact()
-                live = [live[i] for i in keep]
-        return [r.episode.traj for r in rows]
+    def _step(self, kv: KVBatch, live: list[Row], slots: list[int]) -> None:
+        """One forward over ``slots`` (each feeds its pending tokens) and one sample per row."""
+        rows = [live[i] for i in slots]
+        logits = kv.forward(slots, [r.pending for r in rows])
+        self.forward_calls += 1
+        stats = self.stats
+        if all(r.generating for r in rows):
+            stats.decode_steps += 1
+            stats.decode_rows += len(rows)
+            stats.decode_context += sum(kv.lengths[i] for i in slots)
+        else:
+            stats.prefill_forwards += 1
+            stats.prefill_tokens += sum(len(r.pending) for r in rows)
+        for r in rows:
+            r.pending, r.generating = [], True
+        tokens, logprobs = sample_next(logits, [r.generator for r in rows], self.settings.temperature,
+                                       self.settings.top_p, self.settings.greedy)
+        for row, tok, lp in zip(rows, tokens, logprobs):
+            self.accept(row, tok, lp)
 
-    def _share_prefix(self, kv: KVBatch, live: list[_Row]) -> None:
-        """Prefill the prompt prefix common to all rows once (every row keeps >= 1 pending
-        token, so the first real prefill still yields each row's own logits)."""
+    def _refill(self, kv: KVBatch, live: list[Row], queue: deque, env_factory: Callable[[Any], Any],
+                prefix: list[int], out: list[Trajectory]) -> list[Row]:
+        """Seat queued requests in the slots of finished rows; drop the slots left empty."""
+        for slot, row in enumerate(live):
+            while row.episode.done and queue:
+                row = self.start(queue.popleft(), env_factory)
+                out.append(row.episode.traj)
+                if not row.episode.done:
+                    live[slot] = row
+                    self._seat(kv, slot, row, prefix)
+        keep = [i for i, r in enumerate(live) if not r.episode.done]
+        if len(keep) < len(live):
+            kv.keep(keep)
+            live = [live[i] for i in keep]
+        return live
+
+    def _seat(self, kv: KVBatch, slot: int, row: Row, prefix: list[int]) -> None:
+        """Put ``row`` (its prompt pending) into ``slot``, starting from the shared prefix when its
+        prompt begins with it (at least one prompt token stays pending, for the first logits)."""
+        kv.reset(slot)
+        n = len(prefix)
+        if n and len(row.pending) > n and row.pending[:n] == prefix:
+            kv.load_prefix(slot)
+            row.pending = row.pending[n:]
+            self.stats.prefix_tokens += n
+
+    @staticmethod
+    def _common_prefix(live: list[Row]) -> list[int]:
+        """The prompt prefix of the first batch worth computing once (>= MIN_SHARED_PREFIX tokens,
+        shorter than every prompt); [] for a single row."""
         if len(live) < 2:
-            return
+            return []
         first, shared = live[0].pending, min(len(r.pending) for r in live) - 1
         for r in live[1:]:
             shared = next((i for i in range(shared) if r.pending[i] != first[i]), shared)
-        if shared >= MIN_SHARED_PREFIX:
-            kv.prefill_shared(first[:shared])
-            self.forward_calls += 1
-            for r in live:
-                r.pending = r.pending[shared:]
-
-    @staticmethod
-    def _decode_chunk(row: _Row) -> list[int]:
-        if row.generating:
-            chunk, row.pending = row.pending, []
-            return chunk
-        if len(row.pending) > 1:
-            return [row.pending.pop(0)]
-        return []
-
-    def _start(self, req: Any, env_factory: Callable[[Any], Any]) -> _Row:
-        s = self.settings
-        ep = Episode(req.scenario, req.group_id, req.rollout_index, env_factory, s.max_turns)
-        row = _Row(ep, row_generator(s.seed, req.group_id, req.rollout_index))
-        if ep.done:
-            self._finished(row)
-            return row
-        prompt = open_prompt(ep, self.renderer, req.scenario, s.max_context_tokens)
-        if prompt is None:
-            self._finished(row)
-            return row
-        row.pending += prompt
-        row.budget = turn_budget(ep, s.max_new_tokens, s.max_context_tokens)
-        return row
-
-    # -- per token / per turn ------------------------------------------------------------------------
-    def _accept(self, row: _Row, tok: int, logprob: float) -> None:
-        traj = row.episode.traj
-        row.turn_ids.append(tok)
-        row.turn_logprobs.append(logprob)
-        traj.append([tok], "model", [logprob], turn=len(traj.turns))
-        self.generated_tokens += 1
-        on_eos = tok in self.stop_ids
-        complete = on_eos or (tok in self.trigger_ids
-                              and self.renderer.call_complete(self.renderer.decode(row.turn_ids)))
-        if not complete and len(row.turn_ids) < row.budget:
-            row.pending = [tok]
-            return
-        row.generating = False
-        self._end_turn(row, on_eos)
-
-    def _end_turn(self, row: _Row, on_eos: bool) -> None:
-        ep, s = row.episode, self.settings
-        traj = ep.traj
-        last = row.turn_ids[-1]
-        text = self.renderer.decode(row.turn_ids[:-1] if on_eos else row.turn_ids)
-        traj.messages.append({"role": "assistant", "content": text})
-        observation = ep.take_turn(text, num_tokens=len(row.turn_ids))
-        row.turn_ids, row.turn_logprobs = [], []
-        if observation is None:
-            self._finished(row)
-            return
-        added = append_result(ep, self.renderer, on_eos, observation, s.max_context_tokens)
-        if added is None:
-            self._finished(row)
-            return
-        row.pending = [last] + added
-        row.budget = turn_budget(ep, s.max_new_tokens, s.max_context_tokens)
-
-    def _finished(self, row: _Row) -> None:
-        traj = row.episode.traj
-        if self.settings.check_template and traj.messages and traj.finish_reason != "error":
-            problem = self.renderer.check(traj)
-            if problem is not None:
-                raise TemplateError(f"rollout {traj.scenario_id}/{traj.rollout_index}: {problem}")
-        self.on_finish(traj)
-
+        return list(first[:shared]) if shared >= MIN_SHARED_PREFIX else []

@@ -1,13 +1,24 @@
-"""A batch of token streams sharing one KV cache across turns (DESIGN.md §7).
+"""A KV cache of ``slots`` token streams, each at its own length, for the rollout engine.
 
-Each row is one rollout's token stream. :meth:`KVBatch.forward` appends a chunk of new tokens to
-every row at once, left-padding shorter chunks; padded slots are *holes* (attention-mask 0) that
-no later token attends to. Positions are explicit, ``cumsum(mask) - 1``, so a row's tokens get
-exactly the positions they would have in an unpadded single-row forward, and holes anywhere
-(left padding, or idle rows during another row's decoding) do not shift them. A prefix common
-to all rows is computed once (:meth:`prefill_shared`). Rows are dropped
-with :meth:`select` (the cache's ``batch_select_indices``), and columns that became holes in every
-remaining row are removed by :meth:`compact`.
+Every layer keeps one buffer ``[slots, kv_heads, capacity, head_dim]`` for keys and one for values;
+slot ``s`` holds the first ``lengths[s]`` positions of its stream, packed from column 0 (no holes).
+:meth:`KVBatch.forward` appends a chunk of new tokens to any subset of slots with one forward pass:
+
+* chunks are right-padded to the longest; row ``r``'s chunk is written at columns
+  ``lengths[r] ..`` and its length then advances by the real tokens only, so the keys of the
+  padding are overwritten by the slot's next chunk;
+* positions are ``lengths[r] + j`` (what an unpadded single-stream forward would use), and the
+  boolean 4-D mask lets the query at chunk index ``j`` of row ``r`` see columns ``0 ..
+  lengths[r] + j`` of its own slot (transformers passes a prepared 4-D mask to the attention
+  kernel as it is);
+* the logits are taken only at each row's last real token (``logits_to_keep`` per row).
+
+A forward over every slot in slot order attends over views of the buffers (no copy); a subset
+(a prefill of the rows whose tool result is pending) gathers its rows first. Rows never wait
+for each other, so a decoding step feeds exactly one token per generating row.
+:meth:`set_prefix` / :meth:`load_prefix` compute a prompt prefix common to all rollouts once
+and copy its keys/values into any slot (also a slot refilled with a new rollout), and
+:meth:`keep` drops slots. Only full-attention models are supported (:func:`supported`).
 """
 from __future__ import annotations
 
@@ -16,153 +27,158 @@ from typing import Any, Sequence
 import torch
 
 
-def make_cache(config: Any) -> Any:
-    """A ``DynamicCache`` whose full-attention layers are :class:`GrowingLayer` (in-place
-    appends); layers of any other kind (e.g. sliding windows) are kept as transformers made them."""
-    from transformers import DynamicCache
-    from transformers.cache_utils import DynamicLayer
-
-    cache = DynamicCache(config=config)
-    if not cache.layers:
-        cache.layer_class_to_replicate = GrowingLayer
-    else:
-        cache.layers = [GrowingLayer() if type(layer) is DynamicLayer else layer for layer in cache.layers]
-    return cache
+def supported(model: Any) -> str | None:
+    """None when every attention layer of ``model`` is full (causal) attention, else the reason."""
+    config = getattr(model, "config", None)
+    config = getattr(config, "get_text_config", lambda: config)() if config is not None else None
+    types = getattr(config, "layer_types", None)
+    if types and any(t != "full_attention" for t in types):
+        return f"layer types {sorted(set(types))} (only full attention is supported)"
+    if types is None and getattr(config, "use_sliding_window", False):
+        return "sliding-window attention (only full attention is supported)"
+    return None
 
 
-def _growing_layer_class() -> type:
-    from transformers.cache_utils import DynamicLayer
+class SlotCache:
+    """The transformers cache object of a :class:`KVBatch`: ``update`` writes each layer's new
+    keys/values where the current :meth:`plan` says and returns what attention reads."""
 
-    class _GrowingLayer(DynamicLayer):
-        """A ``DynamicLayer`` that appends in place into over-allocated buffers (capacity grows
-        by 1.5x), instead of ``torch.cat`` copying the whole cache at every decoding step.
-        ``keys``/``values`` are views of the first ``length`` columns. Any outside change of
-        ``keys``/``values`` (row selection, repeat, compaction) is picked up at the next
-        update, which adopts the new tensors as buffers."""
+    def __init__(self, slots: int) -> None:
+        self.slots = slots
+        self.keys: dict[int, torch.Tensor] = {}
+        self.values: dict[int, torch.Tensor] = {}
+        self._rows: torch.Tensor | None = None  # None: every slot, in order
+        self._write_rows: torch.Tensor | None = None  # [n, 1]
+        self._write_cols: torch.Tensor | None = None  # [n, width]
+        self._kv_len = 0
+        self.plan_rows: list[int] = []
+        self.plan_starts: list[int] = []
+        self.plan_sizes: list[int] = []
 
-        _kbuf: torch.Tensor | None = None
-        _vbuf: torch.Tensor | None = None
-        _view: torch.Tensor | None = None
+    def plan(self, rows: torch.Tensor | None, lengths: torch.Tensor, width: int, kv_len: int,
+             described: tuple[list[int], list[int], list[int]] = ([], [], [])) -> None:
+        """The next forward appends ``width`` columns at ``lengths`` to slots ``rows``;
+        ``described``: (slots, their lengths before, their real chunk sizes) as lists, kept as
+        ``plan_rows``/``plan_starts``/``plan_sizes`` for whoever wraps the model."""
+        self.plan_rows, self.plan_starts, self.plan_sizes = described
+        self._rows = rows
+        slot_ids = rows if rows is not None else torch.arange(len(lengths), device=lengths.device)
+        self._write_rows = slot_ids[:, None]
+        self._write_cols = lengths[:, None] + torch.arange(width, device=lengths.device)[None, :]
+        self._kv_len = kv_len
 
-        def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any,
-                   **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
-            if not self.is_initialized:
-                self.lazy_initialization(key_states, value_states)
-            if self.keys is not self._view:  # first update, or changed from outside
-                empty = self.keys is None or self.keys.numel() == 0
-                self._kbuf = None if empty else self.keys
-                self._vbuf = None if empty else self.values
-            length = 0 if self._kbuf is None else self.keys.shape[-2]
-            need = length + key_states.shape[-2]
-            if self._kbuf is None or need > self._kbuf.shape[-2]:
-                self._grow(key_states, value_states, length, need)
-            self._kbuf[:, :, length:need] = key_states
-            self._vbuf[:, :, length:need] = value_states
-            self.keys, self.values = self._kbuf[:, :, :need], self._vbuf[:, :, :need]
-            self._view = self.keys
-            return self.keys, self.values
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int,
+               *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        kb = self._buffer(self.keys, layer_idx, key_states)
+        vb = self._buffer(self.values, layer_idx, value_states)
+        kb[self._write_rows, :, self._write_cols] = key_states.transpose(1, 2)
+        vb[self._write_rows, :, self._write_cols] = value_states.transpose(1, 2)
+        n = self._kv_len
+        if self._rows is None:
+            return kb[:, :, :n], vb[:, :, :n]
+        return kb[:, :, :n].index_select(0, self._rows), vb[:, :, :n].index_select(0, self._rows)
 
-        def _grow(self, k: torch.Tensor, v: torch.Tensor, length: int, need: int) -> None:
+    def _buffer(self, store: dict[int, torch.Tensor], layer: int, states: torch.Tensor) -> torch.Tensor:
+        buf = store.get(layer)
+        need = self._kv_len
+        if buf is None or buf.shape[2] < need:
             cap = max(64, need + need // 2)
-            kb = k.new_empty((k.shape[0], k.shape[1], cap, k.shape[3]))
-            vb = v.new_empty((v.shape[0], v.shape[1], cap, v.shape[3]))
-            if self._kbuf is not None and length:
-                kb[:, :, :length] = self._kbuf[:, :, :length]
-                vb[:, :, :length] = self._vbuf[:, :, :length]
-            self._kbuf, self._vbuf = kb, vb
+            new = states.new_zeros((self.slots, states.shape[1], cap, states.shape[3]))
+            if buf is not None:
+                new[:, :, :buf.shape[2]] = buf
+            store[layer] = buf = new
+        return buf
 
-    return _GrowingLayer
+    def select(self, idx: torch.Tensor) -> None:
+        for store in (self.keys, self.values):
+            for layer, buf in store.items():
+                store[layer] = buf.index_select(0, idx)
+        self.slots = len(idx)
 
-
-GrowingLayer = _growing_layer_class()
+    # what transformers may ask a cache for
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self._kv_len
 
 
 class KVBatch:
-    """One ``DynamicCache`` and one 2-D attention mask for ``rows`` token streams."""
+    """``slots`` token streams of ``model`` sharing one :class:`SlotCache`; see the module doc."""
 
-    def __init__(self, model: Any, rows: int, pad_id: int, device: torch.device) -> None:
-        self.cache = make_cache(getattr(model, "config", None))
+    def __init__(self, model: Any, slots: int, pad_id: int, device: torch.device) -> None:
+        reason = supported(model)
+        if reason is not None:
+            raise ValueError(f"the rollout engine cannot cache this model: {reason}")
         self.model = model
         self.pad_id = int(pad_id)
         self.device = device
-        self.mask = torch.zeros((rows, 0), dtype=torch.long, device=device)
+        self.cache = SlotCache(slots)
+        self.lengths = [0] * slots
+        self._prefix: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.prefix_len = 0
         self.forward_calls = 0
         self.tokens_in = 0
 
     @property
-    def rows(self) -> int:
-        return self.mask.shape[0]
+    def slots(self) -> int:
+        return len(self.lengths)
 
-    @property
-    def width(self) -> int:
-        return self.mask.shape[1]
-
-    def forward(self, chunks: Sequence[Sequence[int]]) -> torch.Tensor:
-        """Append ``chunks[r]`` to row ``r`` (an empty chunk appends only holes) with one forward
-        pass and return the float32 logits at each row's last column, shape ``(rows, vocab)``.
-        A row whose chunk is empty gets meaningless logits."""
-        if len(chunks) != self.rows:
-            raise ValueError(f"{len(chunks)} chunks for {self.rows} rows")
-        width = max(1, max(len(c) for c in chunks))
-        ids = torch.full((self.rows, width), self.pad_id, dtype=torch.long)
-        new_mask = torch.zeros((self.rows, width), dtype=torch.long)
-        for r, chunk in enumerate(chunks):
-            if chunk:
-                ids[r, width - len(chunk):] = torch.tensor(list(chunk), dtype=torch.long)
-                new_mask[r, width - len(chunk):] = 1
-        self.mask = torch.cat([self.mask, new_mask.to(self.device)], dim=1)
-        positions = (torch.cumsum(self.mask, dim=1) - 1)[:, -width:].clamp(min=0)
-        out = self.model(input_ids=ids.to(self.device), attention_mask=self.mask,
+    def forward(self, rows: Sequence[int], chunks: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Append ``chunks[i]`` (non-empty) to slot ``rows[i]`` with one forward pass; returns the
+        float32 logits after each chunk's last token, shape ``(len(rows), vocab)``."""
+        if len(rows) != len(chunks) or not rows or any(len(c) == 0 for c in chunks):
+            raise ValueError("one non-empty chunk per row")
+        n, width = len(rows), max(len(c) for c in chunks)
+        ids = torch.full((n, width), self.pad_id, dtype=torch.long)
+        for i, chunk in enumerate(chunks):
+            ids[i, :len(chunk)] = torch.tensor(list(chunk), dtype=torch.long)
+        start = torch.tensor([self.lengths[r] for r in rows], dtype=torch.long, device=self.device)
+        kv_len = int(start.max()) + width
+        every = list(rows) == list(range(self.slots))
+        row_t = None if every else torch.tensor(list(rows), dtype=torch.long, device=self.device)
+        self.cache.plan(row_t, start, width, kv_len,
+                        (list(rows), [self.lengths[r] for r in rows], [len(c) for c in chunks]))
+        positions = start[:, None] + torch.arange(width, device=self.device)[None, :]
+        mask = torch.arange(kv_len, device=self.device)[None, None, :] <= positions[:, :, None]
+        last = torch.tensor([len(c) - 1 for c in chunks], dtype=torch.long, device=self.device)
+        out = self.model(input_ids=ids.to(self.device), attention_mask=mask[:, None],
                          position_ids=positions, cache=self.cache, use_cache=True,
-                         logits_to_keep=1)
+                         logits_to_keep=1 if width == 1 else last[:, None])
+        for r, chunk in zip(rows, chunks):
+            self.lengths[r] += len(chunk)
         self.forward_calls += 1
-        self.tokens_in += int(new_mask.sum())
+        self.tokens_in += sum(len(c) for c in chunks)
         return out.logits[:, -1, :].float()
 
-    def prefill_shared(self, prefix: Sequence[int]) -> None:
-        """Start every row with the same ``prefix`` (e.g. system prompt + few-shot example),
-        computed once on one row and repeated over the batch. Only valid on an empty batch."""
-        if self.width:
-            raise ValueError("prefill_shared needs an empty batch")
+    def set_prefix(self, prefix: Sequence[int]) -> None:
+        """Compute ``prefix`` once (in slot 0) and keep its keys/values for :meth:`load_prefix`.
+        Only on an empty batch."""
+        if any(self.lengths):
+            raise ValueError("set_prefix needs an empty batch")
         if not prefix:
             return
-        ids = torch.tensor([list(prefix)], dtype=torch.long, device=self.device)
-        self.model(input_ids=ids, attention_mask=torch.ones_like(ids), cache=self.cache,
-                   use_cache=True, logits_to_keep=1)
-        self.cache.batch_repeat_interleave(self.rows)
-        self.mask = torch.ones((self.rows, len(prefix)), dtype=torch.long, device=self.device)
-        self.forward_calls += 1
-        self.tokens_in += len(prefix)
+        self.forward([0], [list(prefix)])
+        n = len(prefix)
+        layers = sorted(self.cache.keys)
+        self._prefix = [(self.cache.keys[i][0, :, :n].clone(), self.cache.values[i][0, :, :n].clone())
+                        for i in layers]
+        self.prefix_len = n
+        self.lengths[0] = 0
 
-    def select(self, keep: Sequence[int]) -> None:
-        """Keep only rows ``keep`` (in that order)."""
-        if list(keep) == list(range(self.rows)):
+    def load_prefix(self, slot: int) -> None:
+        """Start ``slot`` (emptied) with the prefix of :meth:`set_prefix`."""
+        n = self.prefix_len
+        for i, (k, v) in enumerate(self._prefix):
+            self.cache.keys[i][slot, :, :n] = k
+            self.cache.values[i][slot, :, :n] = v
+        self.lengths[slot] = n
+
+    def reset(self, slot: int) -> None:
+        """Empty ``slot`` (its columns are overwritten by the next stream put there)."""
+        self.lengths[slot] = 0
+
+    def keep(self, slots: Sequence[int]) -> None:
+        """Keep only ``slots`` (in that order); they become slots ``0 .. len(slots) - 1``."""
+        if list(slots) == list(range(self.slots)):
             return
-        idx = torch.tensor(list(keep), dtype=torch.long, device=self.device)
-        if self.width:
-            self.cache.batch_select_indices(idx)
-        self.mask = self.mask[idx]
-
-    def compact(self) -> None:
-        """Drop cache columns that are holes in every row (positions are unaffected)."""
-        if not self.width or self.rows == 0:
-            return
-        used = self.mask.any(dim=0)
-        if bool(used.all()):
-            return
-        cols = torch.nonzero(used)[:, 0]
-        layers = getattr(self.cache, "layers", None)
-        if not layers or not all(_plain_layer(layer, self.width) for layer in layers):
-            return  # an unexpected layout (e.g. a sliding window): leave the cache alone
-        for layer in layers:
-            layer.keys = layer.keys.index_select(2, cols)
-            layer.values = layer.values.index_select(2, cols)
-        self.mask = self.mask[:, cols]
-
-
-def _plain_layer(layer: Any, width: int) -> bool:
-    """A full-attention layer whose keys/values cover every mask column."""
-    keys = getattr(layer, "keys", None)
-    values = getattr(layer, "values", None)
-    return (isinstance(layer, GrowingLayer) and isinstance(keys, torch.Tensor)
-            and isinstance(values, torch.Tensor) and keys.dim() == 4 and keys.shape[2] == width)
+        idx = torch.tensor(list(slots), dtype=torch.long, device=self.device)
+        self.cache.select(idx)
+        self.lengths = [self.lengths[s] for s in slots]

@@ -1,4 +1,4 @@
-"""The agent's system prompt, user message and worked few-shot example (issue 3 §2).
+"""The agent's system prompt, user message and worked few-shot example (docs/architecture.md).
 
 Two protocols:
 
@@ -10,7 +10,7 @@ Two protocols:
 In both, :func:`few_shot_messages` gives one worked exchange as *real conversation turns*
 (question -> search -> result -> read -> email -> final answer): SmolLM2-135M follows the JSON
 protocol with the example as turns (14/16 valid first calls) and not when the same example is
-text inside the system prompt (0/16, DESIGN.md §7).
+text inside the system prompt (0/16).
 """
 from __future__ import annotations
 

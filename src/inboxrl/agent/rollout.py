@@ -8,6 +8,10 @@ the chat view (``messages``).
 * A transformers policy (``.model``, ``.tokenizer``, optional ``.renderer``) runs on the batched
   KV-cached engine (:mod:`inboxrl.agent.hf_engine`): token-faithful ids, per-token sources and
   sampling log-probs (log pi at temperature 1, see :mod:`inboxrl.agent.sampling`).
+* A vLLM policy (``.vllm``, a :class:`inboxrl.agent.vllm_backends.VLLMSampler`, with the trainer's
+  ``.tokenizer`` and ``.renderer``) runs on vLLM (:mod:`inboxrl.agent.vllm_engine`, GPU): token
+  ids in, sampled ids and their log-probs out, the same turn logic; a colocated engine is woken
+  for the rollouts and put back to sleep after them.
 * An API policy (``.complete(messages, tools, temperature, max_tokens, seed)``) runs turn by
   turn per rollout on a thread pool (:mod:`inboxrl.agent.api_rollout`); its trajectories have
   no token ids.
@@ -18,9 +22,11 @@ fresh environment (``step``/``finish`` as :class:`inboxrl.email.env.EmailTaskEnv
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from inboxrl.agent.episode import rescore
 from inboxrl.agent.trajectory import Trajectory
 from inboxrl.email.types import Scenario
 from inboxrl.settings.sections import RolloutConfig
@@ -114,13 +120,53 @@ def run_rollouts(policy: Any, requests: Sequence[RolloutRequest],
     if not requests:
         return []
     progress = _Progress(len(requests), settings.progress)
+    envs: list[Any] = []
+
+    def factory(scenario: Scenario) -> Any:
+        env = env_factory(scenario)
+        envs.append(env)  # list.append is atomic: API rollouts build envs on threads
+        return env
+
     try:
         if is_api_policy(policy):
             from inboxrl.agent.api_rollout import run_api_rollouts
 
-            return run_api_rollouts(policy, requests, env_factory, settings, progress)
-        from inboxrl.agent.hf_engine import HFEngine
+            trajectories = run_api_rollouts(policy, requests, factory, settings, progress)
+        elif getattr(policy, "vllm", None) is not None:
+            trajectories = _run_vllm(policy, requests, factory, settings, progress)
+        else:
+            from inboxrl.agent.hf_engine import HFEngine
 
-        return HFEngine(policy, settings, progress).run(requests, env_factory)
+            trajectories = HFEngine(policy, settings, progress).run(requests, factory)
     finally:
         progress.close()
+    settle_verdicts(envs, trajectories, settings.max_turns)
+    return trajectories
+
+
+def settle_verdicts(envs: Sequence[Any], trajectories: Sequence[Trajectory], max_turns: int) -> int:
+    """Once every rollout is generated, collect the verdicts a concurrent judge is still computing
+    (envs with ``settle(since)``: each waits at most what is left of its judge's step budget
+    counted from ``since``) and re-score the rollouts they belong to; returns how many."""
+    since = time.monotonic()
+    settled = set()
+    for env in envs:
+        settle = getattr(env, "settle", None)
+        if settle is not None and settle(since):
+            settled.add(id(env.rubric))
+    for t in trajectories:
+        if id(t.rubric) in settled:
+            rescore(t, max_turns)
+    return len(settled)
+
+
+def _run_vllm(policy: Any, requests: list[RolloutRequest], env_factory: Callable[[Scenario], Any],
+              settings: RolloutSettings, progress: _Progress) -> list[Trajectory]:
+    from inboxrl.agent.vllm_engine import VLLMEngine
+
+    backend = policy.vllm.backend
+    backend.wake()
+    try:
+        return VLLMEngine(backend, policy.tokenizer, policy.renderer, settings, progress).run(requests, env_factory)
+    finally:
+        backend.sleep()

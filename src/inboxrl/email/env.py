@@ -2,7 +2,11 @@
 events (DESIGN.md §3, §5) and fills the :class:`~inboxrl.email.rubric.Rubric`.
 
 The environment never raises on model input: malformed calls, unknown tools, bad arguments,
-store failures and judge failures all become an error observation and rubric fields.
+store failures and judge failures all become an error observation and rubric fields. With a
+concurrent judge (:class:`inboxrl.email.judge_pool.ConcurrentJudge`) and ``defer_verdict``
+the final answer is recorded at once and its verdict requested in the background;
+:meth:`EmailTaskEnv.settle` records it when the rollouts are done (the rollout function calls
+it). Without ``defer_verdict`` the judge is asked at once.
 """
 from __future__ import annotations
 
@@ -11,7 +15,8 @@ from typing import Any
 
 from inboxrl.email.types import Scenario, ToolCall
 from inboxrl.email import tools
-from inboxrl.email.judge import Judge, is_idk
+from inboxrl.email.judge import Judge, Verdict, is_idk
+from inboxrl.email.judge_pool import wait_for_verdict
 from inboxrl.email.rubric import (FORMAT_ERROR, FOUND_REFERENCE, INVALID_READ, READ_REFERENCE,
                                   REPEATED_SEARCH, ZERO_RESULTS, Rubric)
 
@@ -33,13 +38,16 @@ class EmailTaskEnv:
     """One episode of one scenario. ``store`` needs ``search(inbox, keywords, ...)`` and
     ``read(inbox, message_id)`` (:class:`inboxrl.email.store.EmailStore`)."""
 
-    def __init__(self, store: Any, scenario: Scenario, judge: Judge, max_turns: int):
+    def __init__(self, store: Any, scenario: Scenario, judge: Judge, max_turns: int, defer_verdict: bool = False):
         self.store, self.scenario, self.judge, self.max_turns = store, scenario, judge, max_turns
+        # with a concurrent judge: submit the verdict and let the rollout function settle it
+        self.defer_verdict = defer_verdict and callable(getattr(judge, "submit", None))
         self.rubric = Rubric()
         self.done = False
         self.finish_reason: str | None = None
         self._references = {_bare(m) for m in scenario.message_ids}
         self._search_keys: set[tuple[Any, ...]] = set()
+        self.pending_verdict: Any = None  # a Future[Verdict] from a concurrent judge
 
     @property
     def out_of_turns(self) -> bool:
@@ -126,16 +134,33 @@ class EmailTaskEnv:
             self._end("idk")
             return StepResult(tools.render_status("answer recorded"), True)
         r.attempted_answer = True
-        try:
-            verdict = self.judge.judge(self.scenario.question, self.scenario.answer, args.answer)
-            if verdict.correct is None:
-                r.judge_error = verdict.error or "the judge returned no verdict"
-            else:
-                r.answer_correct = bool(verdict.correct)
-        except Exception as e:  # a judge failure is reported, never scored as the model's
-            r.judge_error = f"{type(e).__name__}: {e}"
+        if self.defer_verdict:  # a concurrent judge: the verdict is settled after the rollouts
+            self.pending_verdict = self.judge.submit(self.scenario.question, self.scenario.answer, args.answer)
+        else:
+            try:
+                self.record_verdict(self.judge.judge(self.scenario.question, self.scenario.answer, args.answer))
+            except Exception as e:  # a judge failure is reported, never scored as the model's
+                self.record_verdict(Verdict(None, f"{type(e).__name__}: {e}"))
         self._end("answered")
         return StepResult(tools.render_status("answer recorded"), True)
+
+    # -- the verdict -------------------------------------------------------------------------
+    def record_verdict(self, verdict: Verdict) -> None:
+        """Fill ``answer_correct``, or ``judge_error`` when the judge gave no verdict."""
+        self.pending_verdict = None
+        if verdict.correct is None:
+            self.rubric.judge_error = verdict.error or "the judge returned no verdict"
+        else:
+            self.rubric.answer_correct = bool(verdict.correct)
+
+    def settle(self, since: float) -> bool:
+        """Record the verdict submitted to a concurrent judge, waiting at most what is left of the
+        judge's step budget counted from ``since`` (``time.monotonic()`` when the step's rollouts
+        were done); False when there was none to wait for."""
+        if self.pending_verdict is None:
+            return False
+        self.record_verdict(wait_for_verdict(self.judge, self.pending_verdict, since))
+        return True
 
     # -- the end -----------------------------------------------------------------------------
     def _end(self, reason: str) -> None:

@@ -182,7 +182,9 @@ class LLMJudge:
     Uses only the standard library. A timeout, an HTTP 5xx or 429, a connection error or an
     unparseable reply is retried up to ``retries`` more times with exponential backoff
     (``backoff * 2**k`` seconds); after that, or at once on another HTTP error, the result is
-    ``Verdict(None, error)``. Verdicts are cached on disk (one JSON file per key, written
+    ``Verdict(None, error)``; ``stop`` (a ``threading.Event``) ends the retries early once set.
+    At most ``(retries + 1) * timeout`` plus the backoff is spent on one answer (the settings
+    ``judge_timeout`` and ``judge_retries``). Verdicts are cached on disk (one JSON file per key, written
     atomically) under ``cache_dir`` when given, keyed by a hash of (model, question, reference,
     answer); errors are never cached. The API key is read from ``api_key_env`` (optional).
     """
@@ -197,14 +199,19 @@ class LLMJudge:
         self.max_tokens = max_tokens
         self.num_requests = 0  # HTTP requests sent (for reports and tests)
 
-    def judge(self, question: str, reference: str, answer: str) -> Verdict:
+    supports_stop = True  # judge(..., stop=threading.Event) gives up between attempts once set
+
+    def judge(self, question: str, reference: str, answer: str, stop: Any = None) -> Verdict:
         key = self._cache_key(question, reference, answer)
         cached = self._cache_get(key)
         if cached is not None:
             return Verdict(cached, None, cached=True)
         last = "no attempt made"
         for attempt in range(self.retries + 1):
-            if attempt:
+            if attempt and stop is not None:
+                if stop.wait(self.backoff * 2 ** (attempt - 1)):
+                    return Verdict(None, f"LLM judge abandoned after {attempt} attempts: {last}")
+            elif attempt:
                 time.sleep(self.backoff * 2 ** (attempt - 1))
             try:
                 verdict = self._ask(question, reference, answer)

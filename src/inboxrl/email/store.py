@@ -28,6 +28,7 @@ Date filters: ``sent_after`` is inclusive (the message was sent on that day or l
 """
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
@@ -40,6 +41,7 @@ from inboxrl.email.types import Email, Scenario, SearchHit
 
 SNIPPET_TOKENS = 16
 _BRACKETS = "<>"
+_NAMED_ADDRESS = re.compile(r"<\s*([^<>\s]+@[^<>\s]+)\s*>")
 
 
 class StoreError(Exception):
@@ -92,6 +94,9 @@ class EmailStore:
             self._conn.close()
             raise StoreError(f"{self.path} has schema version {version and version[0]}, "
                              f"this inboxrl reads version {SCHEMA_VERSION}; rebuild it")
+        ids_by_date = self._conn.execute("SELECT value FROM store_meta WHERE key = 'ids_by_date'").fetchone()
+        # ids numbered by (date, arrival) make rowid order the newest-first order (store_build)
+        self._newest_first = "f.rowid DESC" if ids_by_date and ids_by_date[0] == "1" else "e.date DESC, e.id DESC"
         self._conn.execute("PRAGMA query_only = 1")
         self._conn.execute("PRAGMA mmap_size = 1073741824")
         self._conn.execute("PRAGMA cache_size = -65536")
@@ -142,7 +147,7 @@ class EmailStore:
                "CROSS JOIN inbox_members m ON m.email_id = f.rowid "
                "JOIN emails e ON e.id = f.rowid "
                f"WHERE emails_fts MATCH ? AND {where} "
-               "ORDER BY e.date DESC, e.id DESC LIMIT ?")
+               f"ORDER BY {self._newest_first} LIMIT ?")
         scoped = f"inboxes : {inbox_token} AND {{subject body names}} : ({match})"
         with self._lock:
             rows = self._conn.execute(sql, [scoped, *params, limit]).fetchall()
@@ -239,16 +244,22 @@ def _inbox(inbox: Any) -> str:
     return clean_address(inbox)
 
 
+def _address(text: str) -> str:
+    """An address filter as given, or the address inside ``Name <address>`` (the form results show)."""
+    m = _NAMED_ADDRESS.search(clean_text(text))
+    return clean_address(m.group(1) if m else text)
+
+
 def _filters(inbox: str, from_addr: str | None, to_addr: str | None, sent_after: str | None,
              sent_before: str | None) -> tuple[str, list[str]]:
     """The WHERE clause (over ``m`` = inbox_members, ``e`` = emails) of a search and its values."""
     where, params = ["m.inbox = ?"], [inbox]
     if from_addr:
         where.append("e.from_address = ?")
-        params.append(clean_address(from_addr))
+        params.append(_address(from_addr))
     if to_addr:
         where.append("EXISTS (SELECT 1 FROM recipients r WHERE r.email_id = e.id AND r.address = ?)")
-        params.append(clean_address(to_addr))
+        params.append(_address(to_addr))
     if sent_after:
         where.append("e.date >= ?")
         params.append(clean_text(sent_after).strip())

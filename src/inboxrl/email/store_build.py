@@ -49,8 +49,11 @@ def content_key(*parts: str) -> int:
 class StoreBuilder:
     """Cleans, de-duplicates and batches records into an open, empty database."""
 
-    def __init__(self, conn: sqlite3.Connection, options: BuildOptions, report: BuildReport):
-        self.conn, self.options, self.report = conn, options, report
+    def __init__(self, conn: sqlite3.Connection, options: BuildOptions, report: BuildReport,
+                 staged: bool = False):
+        """``staged``: rows go to the attached ``stage.arrivals`` table first and ``finish``
+        numbers them by date (see :meth:`_number_by_date`); otherwise straight into ``emails``."""
+        self.conn, self.options, self.report, self.staged = conn, options, report, staged
         report.max_recipients, report.max_body_chars = options.max_recipients, options.max_body_chars
         self.started = time.perf_counter()
         self.by_message: dict[int, int] = {}  # key of (id, content) -> row
@@ -148,11 +151,30 @@ class StoreBuilder:
     def flush(self) -> None:
         """Insert the queued rows (one ``executemany`` per table)."""
         c = self.conn
-        c.executemany("INSERT INTO emails VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", self.emails)
+        table = "stage.arrivals" if self.staged else "emails"
+        c.executemany(f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", self.emails)
         c.executemany("INSERT INTO recipients VALUES (?, ?, ?, ?)", self.recipients)
         c.executemany("INSERT INTO inbox_members VALUES (?, ?, ?)", self.members)
         self.report.recipients += len(self.recipients)
         self.emails, self.recipients, self.members = [], [], []
+
+    def _number_by_date(self) -> None:
+        """Copy the staged rows into ``emails`` numbered by (date, arrival), and renumber every
+        reference to them: with ids in date order, FTS5 walks an inbox's matches newest first
+        and stops at the limit instead of ranking every match of a frequent word or name."""
+        c = self.conn
+        c.execute("CREATE TEMP TABLE idmap(old INTEGER PRIMARY KEY, new INTEGER NOT NULL)")
+        c.execute("INSERT INTO idmap SELECT id, ROW_NUMBER() OVER (ORDER BY date, id) FROM stage.arrivals")
+        c.execute("INSERT INTO emails SELECT m.new, a.message_id, a.date, a.subject, a.from_address, a.from_name, "
+                  "a.body, a.body_truncated, a.file_name, a.content_hash, a.names, a.inboxes "
+                  "FROM idmap m JOIN stage.arrivals a ON a.id = m.old ORDER BY m.new")
+        for table in ("recipients", "inbox_members"):
+            c.execute(f"UPDATE {table} SET email_id = (SELECT new FROM idmap WHERE old = {table}.email_id)")
+        new_of = dict(c.execute("SELECT old, new FROM idmap WHERE old != new"))
+        self.late_members = [(o, new_of.get(e, e)) for o, e in self.late_members]
+        self.aliases = [(mid, new_of.get(e, e)) for mid, e in self.aliases]
+        c.execute("DROP TABLE idmap")
+        c.execute("DELETE FROM stage.arrivals")
 
     def _add_late_members(self) -> None:
         """Owners of messages met again join the kept row (owned; inbox token added once)."""
@@ -181,6 +203,8 @@ class StoreBuilder:
         """Indexes, late owners, the FTS index in one pass, the sync triggers and the format marker."""
         self.flush()
         c = self.conn
+        if self.staged:
+            self._number_by_date()
         run_script(c, SCHEMA_INDEXES)
         self._add_late_members()
         self._count_shared_ids()
@@ -191,7 +215,7 @@ class StoreBuilder:
         rep.memberships = c.execute("SELECT COUNT(*) FROM inbox_members").fetchone()[0]
         rep.inboxes = len(self.inbox_keys)  # every key was made for a membership row
         rep.seconds = time.perf_counter() - self.started
-        meta = {"format": FORMAT, "schema_version": SCHEMA_VERSION,
+        meta = {"format": FORMAT, "schema_version": SCHEMA_VERSION, "ids_by_date": str(int(self.staged)),
                 "built_at": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
                 "build_report": json.dumps(rep.to_dict())}
         c.executemany("INSERT INTO store_meta VALUES (?, ?)", meta.items())
@@ -213,6 +237,7 @@ def build_store(db_path: str | Path, records: Iterable[tuple[Email, Sequence[str
     report = BuildReport(db_path=str(target))
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".building", dir=target.parent)
     os.close(fd)
+    stage = tmp + ".stage"  # the rows in arrival order, until they are numbered by date
     start = time.perf_counter()
     try:
         conn = sqlite3.connect(tmp, isolation_level=None)
@@ -221,8 +246,12 @@ def build_store(db_path: str | Path, records: Iterable[tuple[Email, Sequence[str
                            "temp_store = MEMORY", "locking_mode = EXCLUSIVE"):
                 conn.execute(f"PRAGMA {pragma}")
             conn.executescript(SCHEMA_TABLES)
+            if options.order_by_date:
+                conn.execute("ATTACH DATABASE ? AS stage", (stage,))
+                conn.execute("PRAGMA stage.journal_mode = OFF")
+                conn.execute("CREATE TABLE stage.arrivals AS SELECT * FROM main.emails WHERE 0")
             conn.execute("BEGIN")
-            builder = StoreBuilder(conn, options, report)
+            builder = StoreBuilder(conn, options, report, staged=options.order_by_date)
             for email, owners in tqdm(records, disable=not progress, unit=" emails",
                                       desc="build-db", mininterval=1.0):
                 builder.add(email, owners)
@@ -231,12 +260,16 @@ def build_store(db_path: str | Path, records: Iterable[tuple[Email, Sequence[str
                 report.source_skipped = dict(source.skipped)
             builder.finish()
             conn.execute("COMMIT")
+            if options.order_by_date:
+                conn.execute("DETACH DATABASE stage")
         finally:
             conn.close()
+        if os.path.exists(stage):
+            os.unlink(stage)
         report.seconds = time.perf_counter() - start
         os.replace(tmp, target)
     except BaseException:
-        for leftover in (tmp, tmp + "-journal"):
+        for leftover in (tmp, tmp + "-journal", stage):
             if os.path.exists(leftover):
                 os.unlink(leftover)
         raise

@@ -1,4 +1,4 @@
-"""The three tools of the email task (DESIGN.md §4): schemas, argument validation, rendering.
+"""The three tools of the email task (docs/architecture.md): schemas, argument validation, rendering.
 
 Validation functions are pure: each takes the model's raw JSON arguments and returns either a
 clean, typed arguments object or a :class:`ToolError` whose message is shown to the model.
@@ -94,8 +94,9 @@ class SearchArgs:
     max_results: int = MAX_RESULTS
 
     def key(self) -> tuple[Any, ...]:
-        """Identity of a search for repeat detection (DESIGN.md §6): lower-cased, de-duplicated,
-        sorted keywords; from; to; dates. ``max_results`` is left out."""
+        """Identity of a search for repeat detection (the repeated-search count of the eval
+        statistics): lower-cased, de-duplicated, sorted keywords; from; to; dates.
+        ``max_results`` is left out."""
         return (tuple(sorted({k.lower() for k in self.keywords})),
                 (self.from_addr or "").lower(), (self.to_addr or "").lower(),
                 self.sent_after, self.sent_before)

@@ -1,4 +1,4 @@
-"""Data contracts of the email environment (DESIGN.md §3)."""
+"""Data contracts of the email environment (docs/architecture.md)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field

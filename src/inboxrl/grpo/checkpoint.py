@@ -1,13 +1,25 @@
-"""Resumable checkpoints: ``<output_dir>/checkpoint-NNNN/`` written atomically.
+"""Resumable checkpoints: ``<output_dir>/checkpoints/checkpoint-NNNN/``, listed only once complete.
 
 A checkpoint directory holds the weights (``save_pretrained``: the LoRA adapter for a peft model,
 the full weights otherwise), ``optimizer.pt``, ``scheduler.pt``, ``rng.pt`` (python ``random``,
-numpy, torch CPU and, when available, CUDA generator states) and ``trainer_state.json`` (whatever
-dict the trainer passes: step, data cursor, best metric, baseline, ...). It is written into a
-hidden temporary directory beside it, every file fsynced, then renamed into place, so a crash
-never leaves a half-written ``checkpoint-NNNN``. Only the last ``keep_last`` checkpoints are kept,
-never the one ``trainer_state["best_checkpoint"]`` names. A data-parallel run's checkpoint also
-holds ``rng_ranks.pt``: the RNG states of all its ranks (:func:`load_rank_rng`).
+numpy, torch CPU and, when available, CUDA generator states), ``trainer_state.json`` (whatever
+dict the trainer passes: step, data cursor, best metric, baseline, ...) and, written last,
+``manifest.json`` (every other file with its size).
+
+Crash safety (docs/robustness.md):
+
+* a checkpoint is written into a hidden ``.checkpoint-NNNN.tmp-*`` directory, every file fsynced,
+  the manifest last, then renamed into place; replacing an existing one moves it aside to
+  ``.checkpoint-NNNN.old-PID`` first (:func:`recover` puts it back if the new one never arrived);
+* a directory counts as a checkpoint only when its manifest is there and every file it lists has
+  its size (:func:`is_complete`); :func:`load_checkpoint` checks it again;
+* pruning (the last ``keep_last`` are kept, and the one whose step ``protect_step`` names) first
+  renames a checkpoint to ``.checkpoint-NNNN.trash-PID``, out of the listing, then deletes it;
+* :func:`recover` (run at the start of a run, under the output directory's lock) removes every
+  hidden temporary / trash / superseded entry left by a killed run.
+
+A data-parallel run's checkpoint also holds ``rng_ranks.pt``: the RNG states of all its ranks
+(:func:`load_rank_rng`).
 """
 from __future__ import annotations
 
@@ -18,16 +30,28 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
+
+from inboxrl.utils.faults import fault_point
 
 PREFIX = "checkpoint-"
 BEST = "best"
 STATE_FILE = "trainer_state.json"
 RANK_RNG_FILE = "rng_ranks.pt"
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = 1
 _NAME = re.compile(rf"^{PREFIX}(\d+)$")
+# hidden entries a killed save / prune / install leaves: .<name>.tmp-XXXX, .<name>.old-PID, .<name>.trash-PID
+_HIDDEN = re.compile(r"^\.(?P<name>[^/]+?)\.(?P<kind>tmp|old|trash)-[^/]*$")
+# what a killed inboxrl.utils.atomic write leaves: .<name>.XXXX.tmp
+_ATOMIC_TMP = re.compile(r"^\..+\.tmp$")
+
+
+class CheckpointError(FileNotFoundError):
+    """A checkpoint directory that is incomplete (its manifest is missing or does not match)."""
 
 
 def _fsync_tree(root: Path) -> None:
@@ -46,6 +70,43 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def write_manifest(root: Path, step: int | None = None) -> None:
+    """List every file under ``root`` with its size in ``root/manifest.json`` (fsynced)."""
+    files = {str(p.relative_to(root)): p.stat().st_size for p in sorted(root.rglob("*"))
+             if p.is_file() and p.name != MANIFEST}
+    body = json.dumps({"format": MANIFEST_FORMAT, "step": step, "files": files}, indent=1) + "\n"
+    with open(root / MANIFEST, "w", encoding="utf-8") as f:
+        f.write(body)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def manifest_problem(path: str | Path) -> str | None:
+    """Why ``path`` is not a complete checkpoint (None when it is)."""
+    path = Path(path)
+    try:
+        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+        files = manifest["files"]
+    except FileNotFoundError:
+        return f"no {MANIFEST} (the save did not finish)"
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return f"unreadable {MANIFEST}: {type(e).__name__}"
+    if STATE_FILE not in files:
+        return f"{MANIFEST} does not list {STATE_FILE}"
+    for name, size in files.items():
+        try:
+            actual = (path / name).stat().st_size
+        except OSError:
+            return f"{name} is missing"
+        if actual != size:
+            return f"{name} has {actual} bytes, the manifest says {size}"
+    return None
+
+
+def is_complete(path: str | Path) -> bool:
+    return Path(path).is_dir() and manifest_problem(path) is None
+
+
 def _install(tmp: Path, final: Path) -> None:
     """Atomically move the finished ``tmp`` tree to ``final`` (replacing an existing one)."""
     _fsync_tree(tmp)
@@ -53,10 +114,71 @@ def _install(tmp: Path, final: Path) -> None:
     if final.exists():
         old = final.with_name(f".{final.name}.old-{os.getpid()}")
         os.replace(final, old)
+        _fsync_dir(final.parent)
+        fault_point("best.replace_moved" if final.name == BEST else "ckpt.replace_moved")
     os.replace(tmp, final)
     _fsync_dir(final.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _discard(path: Path, point: str | None = None) -> None:
+    """Rename ``path`` out of the listed namespace (``.NAME.trash-PID``), then delete it."""
+    trash = path.with_name(f".{path.name}.trash-{os.getpid()}")
+    os.replace(path, trash)
+    _fsync_dir(path.parent)
+    if point:
+        fault_point(point)
+        files = sorted(p for p in trash.rglob("*") if p.is_file())
+        if files:
+            files[0].unlink()
+        fault_point(point.replace("renamed", "partial"))
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def recover(root: str | Path) -> list[str]:
+    """Clean what killed runs left in ``root`` (a checkpoints dir or the output dir); return what
+    was done, one line each.
+
+    ``.X.old-*`` whose ``X`` is missing (a kill between an install's two renames) is renamed
+    back to ``X`` if it is complete; every other ``.X.tmp-*``, ``.X.old-*`` and ``.X.trash-*``
+    is deleted, and so are the ``.NAME.XXXX.tmp`` files of a killed atomic write
+    (:mod:`inboxrl.utils.atomic`) and a ``checkpoint-NNNN`` that is not complete. Call it only while holding
+    the output directory's lock (:class:`inboxrl.utils.run_lock.RunLock`).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    done = []
+    for path in sorted(root.iterdir()):
+        m = _HIDDEN.match(path.name)
+        if m is None:
+            if _ATOMIC_TMP.match(path.name) and path.is_file():
+                path.unlink()
+                done.append(f"removed {path.name}")
+            continue
+        target = root / m["name"]
+        if m["kind"] == "old" and not target.exists() and (m["name"] == BEST or _NAME.match(m["name"])) \
+                and is_complete(path):
+            os.replace(path, target)
+            done.append(f"restored {target.name} from {path.name}")
+            continue
+        _remove(path)
+        done.append(f"removed {path.name}")
+    for path in sorted(root.iterdir()):
+        if _NAME.match(path.name) and path.is_dir() and not is_complete(path):
+            _remove(path)
+            done.append(f"removed incomplete {path.name} ({manifest_problem(path) or 'incomplete'})")
+    if done:
+        _fsync_dir(root)
+    return done
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _rng_state() -> dict[str, Any]:
@@ -93,7 +215,7 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 def _step_of(path: Path) -> int | None:
     m = _NAME.match(path.name)
-    return int(m.group(1)) if m and path.is_dir() and (path / STATE_FILE).is_file() else None
+    return int(m.group(1)) if m and is_complete(path) else None
 
 
 def list_checkpoints(output_dir: str | Path) -> list[Path]:
@@ -111,18 +233,18 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
     return ckpts[-1] if ckpts else None
 
 
-def _prune(output_dir: Path, keep_last: int, protect: str | None) -> None:
+def _prune(output_dir: Path, keep_last: int, protect_step: int | None) -> None:
     ckpts = list_checkpoints(output_dir)
-    protected = Path(protect).name if protect else None
     for path in ckpts[: max(len(ckpts) - keep_last, 0)]:
-        if path.name != protected:
-            shutil.rmtree(path)
+        if _step_of(path) != protect_step:
+            _discard(path, "ckpt.prune_renamed")
 
 
 def save_checkpoint(output_dir: str | Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler, trainer_state: dict[str, Any], keep_last: int = 3,
-                    rank_rng: list[dict[str, Any]] | None = None) -> Path:
-    """Write ``checkpoint-{step:04d}`` atomically and prune to the last ``keep_last`` (>= 1).
+                    protect_step: int | None = None, rank_rng: list[dict[str, Any]] | None = None) -> Path:
+    """Write ``checkpoint-{step:04d}`` atomically and prune to the last ``keep_last`` (>= 1),
+    never the one of step ``protect_step`` (the best checkpoint's).
 
     ``rank_rng``: every rank's :func:`rng_state` (rank order) for a data-parallel run.
 
@@ -136,6 +258,7 @@ def save_checkpoint(output_dir: str | Path, step: int, model: torch.nn.Module, o
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=root))
     try:
         model.save_pretrained(tmp)
+        fault_point("ckpt.partial")
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         if scheduler is not None:
             torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
@@ -144,23 +267,36 @@ def save_checkpoint(output_dir: str | Path, step: int, model: torch.nn.Module, o
             torch.save(rank_rng, tmp / RANK_RNG_FILE)
         state = dict(trainer_state, step=step)
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=2, default=str) + "\n", encoding="utf-8")
+        _fsync_tree(tmp)
+        write_manifest(tmp, step)
+        fault_point("ckpt.before_install")
         _install(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _prune(root, keep_last, trainer_state.get("best_checkpoint"))
+    fault_point("ckpt.installed")
+    _prune(root, keep_last, protect_step)
     return final
 
 
-def save_best(output_dir: str | Path, checkpoint: str | Path) -> Path:
-    """Copy a saved checkpoint directory to ``<output_dir>/best`` atomically; returns that path."""
+def save_best(output_dir: str | Path, checkpoint: str | Path,
+              extra: Callable[[Path], None] | None = None) -> Path:
+    """Copy a complete checkpoint to ``<output_dir>/best`` atomically; ``extra(tmp_dir)`` may add
+    files (the tokenizer) before the manifest is rewritten and the copy renamed into place."""
     src = Path(checkpoint)
-    if not (src / STATE_FILE).is_file():
-        raise FileNotFoundError(f"{src} is not a complete checkpoint")
+    problem = manifest_problem(src)
+    if problem:
+        raise CheckpointError(f"{src} is not a complete checkpoint: {problem}")
     root = Path(output_dir)
     tmp = Path(tempfile.mkdtemp(prefix=f".{BEST}.tmp-", dir=root))
     try:
         shutil.copytree(src, tmp, dirs_exist_ok=True)
+        (tmp / MANIFEST).unlink()
+        fault_point("best.partial")
+        if extra is not None:
+            extra(tmp)
+        _fsync_tree(tmp)
+        write_manifest(tmp, read_state(src).get("step"))
         _install(tmp, root / BEST)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -196,10 +332,14 @@ def _load_weights(path: Path, model: torch.nn.Module) -> None:
 
 
 def read_state(path: str | Path) -> dict[str, Any]:
-    """The trainer state a checkpoint recorded; ``FileNotFoundError`` for an incomplete checkpoint."""
+    """The trainer state a checkpoint recorded; ``FileNotFoundError`` when the directory is
+    missing, :class:`CheckpointError` (one of them) when it is incomplete."""
     path = Path(path)
-    if not (path / STATE_FILE).is_file():
-        raise FileNotFoundError(f"{path} is not a complete checkpoint (no {STATE_FILE})")
+    if not path.is_dir():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    problem = manifest_problem(path)
+    if problem:
+        raise CheckpointError(f"{path} is not a complete checkpoint: {problem}")
     return json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
 
 

@@ -33,7 +33,9 @@ class EvalResult:
 
     @property
     def avg_reward(self) -> float:
-        return float(self.stats["avg_reward"])
+        """Mean reward of the judged samples (-inf when the judge failed on every one)."""
+        value = self.stats["avg_reward"]
+        return float(value) if value is not None else float("-inf")
 
     def rewards_by_scenario(self) -> dict[str, float]:
         return {t.scenario_id: t.reward for t in self.trajectories}

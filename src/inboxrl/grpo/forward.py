@@ -116,6 +116,21 @@ def trained_logprobs(model: torch.nn.Module, mb: MicroBatch, temperature: float 
 
 
 @torch.no_grad()
+def policy_logprobs(model: torch.nn.Module, micro_batches: Sequence[MicroBatch], temperature: float = 1.0,
+                    share_prefix: bool = True) -> list[torch.Tensor]:
+    """Log-probs ``[B, L-1]`` of each micro-batch's trained targets under ``model`` as it is now, in
+    eval mode without gradients (π_old recomputed by the trainer before an update; the reference
+    policy). The model's training mode is restored."""
+    was_training = model.training
+    model.eval()
+    try:
+        return [trained_logprobs(model, mb, temperature, with_entropy=False, share_prefix=share_prefix)[0]
+                for mb in micro_batches]
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
 def reference_logprobs(model: torch.nn.Module, micro_batches: Sequence[MicroBatch],
                        ref_model: torch.nn.Module | None = None, temperature: float = 1.0,
                        share_prefix: bool = True) -> list[torch.Tensor]:
@@ -129,11 +144,5 @@ def reference_logprobs(model: torch.nn.Module, micro_batches: Sequence[MicroBatc
         raise ValueError("KL (beta > 0) with full fine-tuning needs ref_model")
     ref = ref_model if ref_model is not None else model
     ctx = model.disable_adapter() if ref_model is None else nullcontext()
-    was_training = ref.training
-    ref.eval()
-    try:
-        with ctx:
-            return [trained_logprobs(ref, mb, temperature, with_entropy=False, share_prefix=share_prefix)[0]
-                    for mb in micro_batches]
-    finally:
-        ref.train(was_training)
+    with ctx:
+        return policy_logprobs(ref, micro_batches, temperature, share_prefix)

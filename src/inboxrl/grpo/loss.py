@@ -3,6 +3,9 @@
 Per trained token: ``ρ = exp(logπ − logπ_old)`` with ``π_old`` the *sampling* log-probs, and
 ``ℓ = −min(ρA, clip(ρ, 1−ε_low, 1+ε_high)·A) + β·k3`` where ``k3 = exp(r) − r − 1``,
 ``r = logπ_ref − logπ`` (Schulman's unbiased, always ≥ 0 KL estimator, as in DeepSeekMath).
+With ``recompute_old_logprobs`` π_old is the trainer's own log-probs before the update and the
+surrogate of each token is weighted by its truncated importance weight ``w = min(π_old /
+π_sampler, C)``: ``ℓ = −w·min(ρA, clip(ρ)·A) + β·k3`` (:mod:`inboxrl.grpo.mismatch`).
 
 Aggregation is a fixed weight per token, computed from the WHOLE batch before it is split into
 micro-batches, so that the sum of the micro-batch losses (and their accumulated gradients) is the
@@ -125,13 +128,19 @@ class LossParts:
 
 
 def grpo_loss(logp: torch.Tensor, mb: MicroBatch, weights: torch.Tensor, epsilon_low: float,
-              epsilon_high: float, beta: float = 0.0, ref_logprobs: torch.Tensor | None = None) -> LossParts:
+              epsilon_high: float, beta: float = 0.0, ref_logprobs: torch.Tensor | None = None,
+              old_logprobs: torch.Tensor | None = None, is_weights: torch.Tensor | None = None) -> LossParts:
     """The weighted loss of one micro-batch from the policy's target log-probs ``logp`` ``[B, L-1]``.
 
     ``ref_logprobs`` (same shape) enables the KL term and its metric; ``beta > 0`` requires it.
+    ``old_logprobs`` replaces the sampling log-probs ``mb.old_logprobs`` as π_old, and
+    ``is_weights`` multiplies each token's surrogate (truncated importance sampling).
     """
-    surrogate, active = clipped_surrogate(logp, mb.old_logprobs, mb.advantages, mb.loss_mask,
+    old = mb.old_logprobs if old_logprobs is None else old_logprobs
+    surrogate, active = clipped_surrogate(logp, old, mb.advantages, mb.loss_mask,
                                           epsilon_low, epsilon_high)
+    if is_weights is not None:
+        surrogate = surrogate * is_weights
     policy = (weights * surrogate).sum()
     total = policy
     kl_value = 0.0

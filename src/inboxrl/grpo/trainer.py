@@ -40,6 +40,7 @@ from inboxrl.agent.rollout import RolloutRequest, RolloutSettings
 from inboxrl.agent.trajectory import Trajectory, save_jsonl
 from inboxrl.grpo import checkpoint as ckpt
 from inboxrl.grpo.advantages import assign_advantages
+from inboxrl.grpo.checkpoint_store import CheckpointStore
 from inboxrl.grpo.evaluation import EvalResult, eval_settings, evaluate
 from inboxrl.grpo.grad_sync import GradSync
 from inboxrl.grpo.sampler import ScenarioSampler
@@ -54,6 +55,7 @@ from inboxrl.settings.resume import SETTINGS_KEY, check_resume_settings
 from inboxrl.settings.sections import (EvalConfig, GRPOConfig, LoopConfig, OptimConfig, RolloutConfig,
                                        UpdateConfig)
 from inboxrl.utils.atomic import atomic_write_json
+from inboxrl.utils.faults import fault_point
 
 WORLD_SIZE_KEY = "world_size"  # the number of ranks, in each checkpoint's trainer state
 
@@ -94,13 +96,19 @@ class GRPOTrainer:
     """The training loop: restore, baseline, steps with evals and checkpoints, stopping, final eval."""
 
     def __init__(self, settings: TrainerSettings, policy, train_scenarios, val_scenarios, env_factory: Callable,
-                 optimizer, scheduler, console, sinks, ctx: DistContext = LOCAL) -> None:
+                 optimizer, scheduler, console, sinks_factory: Callable[..., Any], store: CheckpointStore,
+                 ctx: DistContext = LOCAL, ref_model: Any = None, rollout_policy: Any = None) -> None:
+        """``rollout_policy`` samples the rollouts and evals when it is not ``policy`` itself (a
+        vLLM policy, ``.vllm``: the trained model is pushed to it after every update)."""
         self.settings, self.policy, self.env_factory = settings, policy, env_factory
+        self.rollout_policy = rollout_policy or policy
         self.val_scenarios = val_scenarios
         self.optimizer, self.scheduler = optimizer, scheduler
-        self.console, self.sinks = console, sinks
+        self.console, self.sinks_factory, self.store = console, sinks_factory, store
+        self.sinks: Any = None  # opened by start(), rewound to the step the run starts from
+        self.ref_model = ref_model  # the KL reference of full fine-tuning (None: LoRA's adapter-off model)
         self.output_dir = Path(settings.output_dir)
-        self.checkpoints = self.output_dir / "checkpoints"
+        self.checkpoints = store.root
         self.state = TrainerState()
         self.sampler = ScenarioSampler(train_scenarios, seed=settings.seed)
         self.ctx, self.sync = ctx, GradSync(ctx)  # the ranks of a data-parallel run (LOCAL: one)
@@ -108,10 +116,17 @@ class GRPOTrainer:
     # -- resume ----------------------------------------------------------------------------
     def restore(self, resume: bool, resume_from: str | None, fresh: bool) -> None:
         """Load the latest (``resume``) or a given (``resume_from``) checkpoint; the run's settings
-        must be the checkpoint's (``ConfigError`` listing the differences otherwise)."""
-        if fresh or not (resume or resume_from):
-            return
-        path = Path(resume_from) if resume_from else ckpt.latest_checkpoint(self.checkpoints)
+        must be the checkpoint's (``ConfigError`` listing the differences otherwise). Then
+        :meth:`start` the outputs from that step."""
+        try:
+            if not fresh and (resume or resume_from):
+                self._load(Path(resume_from) if resume_from else self.store.latest())
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _load(self, path: Path | None) -> None:
         if path is None:
             self.console.info("No checkpoint to resume from: starting fresh")
             return
@@ -126,6 +141,28 @@ class GRPOTrainer:
         self.state = TrainerState.from_dict(state)
         self.sampler.cursor = self.state.cursor
         self.console.info(f"Resumed from {path} at step {self.state.step}")
+        note = self.store.ensure_best(state, self._save_tokenizer)  # rank 0 only
+        if note:
+            self.console.info(f"Best model: {note}")
+
+    def start(self) -> None:
+        """Make the outputs what the starting state (fresh: step 0) had written: later trajectory
+        and eval files deleted, metric files rewound (docs/robustness.md), then open the sinks.
+        Rank 0 alone touches files (the store and the sinks factory of other ranks write nothing)."""
+        if self.sinks is not None:
+            return
+        s = self.state
+        removed = self.store.rewind_outputs(s.step, s.last_eval_step)
+        if removed:
+            self.console.info(f"Removed {len(removed)} files of steps after {s.step}: {', '.join(removed[:4])}"
+                              + (", ..." if len(removed) > 4 else ""))
+        self.sinks = self.sinks_factory(start_step=s.step, last_eval_step=s.last_eval_step)
+
+    def close(self) -> None:
+        """Close the sinks and release the output directory's lock (idempotent)."""
+        if self.sinks is not None:
+            self.sinks.close()
+        self.store.close()
 
     # -- the loop --------------------------------------------------------------------------
     def fit(self, until_step: int | None = None) -> TrainerState:
@@ -134,7 +171,17 @@ class GRPOTrainer:
         ``until_step`` stops after that step as an interrupted run would (tests of resume use it);
         the schedule still spans ``max_steps``.
         """
+        try:
+            return self._fit(until_step)
+        finally:
+            self.close()
+
+    def _fit(self, until_step: int | None) -> TrainerState:
+        self.start()
         loop, s = self.settings.loop, self.state
+        vllm = getattr(self.rollout_policy, "vllm", None)
+        if vllm is not None:  # the sampler starts from the trainer's weights (warm start, resume)
+            vllm.start(self.policy.model, s.step)
         self.baseline_eval()
         last = min(self.settings.optim.max_steps, until_step or self.settings.optim.max_steps)
         for step in range(s.step + 1, last + 1):
@@ -149,6 +196,7 @@ class GRPOTrainer:
             if reason:
                 self.console.info(f"Stopping early at step {step}: {reason}")
                 break
+        fault_point("run.before_final")
         if s.step >= 1 and s.last_eval_step != s.step:
             if self.note_eval(s.step, self.run_eval(s.step)):
                 self.save(s.step, True)
@@ -179,7 +227,11 @@ class GRPOTrainer:
         log.phase(4, "BACKPROPAGATION & OPTIMIZATION")
         t1 = time.time()
         upd = policy_update(self.policy.model, self.optimizer, self.scheduler, local_groups(trajectories, self.ctx),
-                            self.update_settings(), pad_id=self.policy.tokenizer.pad_token_id, sync=self.sync)
+                            self.update_settings(), pad_id=self.policy.tokenizer.pad_token_id, sync=self.sync,
+                            ref_model=self.ref_model)
+        vllm = getattr(self.rollout_policy, "vllm", None)
+        if vllm is not None:
+            vllm.sync(self.policy.model, step)
         training_time = time.time() - t1
         self.state.skipped_steps += int(upd.skipped)
         log.backprop(upd)
@@ -193,6 +245,7 @@ class GRPOTrainer:
         log.group_summary(metrics)
         log.step_summary(metrics, max_steps)
         self.sinks.log_train(metrics)
+        fault_point("metrics.after_train")
         if self.ctx.is_main:
             save_jsonl(trajectories, self.output_dir / "trajectories" / f"step_{step:04d}.jsonl")
         return StepOutcome(metrics=metrics, trajectories=trajectories)
@@ -207,7 +260,7 @@ class GRPOTrainer:
             requests = [RolloutRequest(scenario=s, group_id=base + i, rollout_index=j)
                         for i, s in enumerate(batch) for j in range(g.num_generations)]
             scenarios += batch
-            trajectories += sharded_rollouts(self.policy, requests, self.env_factory,
+            trajectories += sharded_rollouts(self.rollout_policy, requests, self.env_factory,
                                              self.rollout_settings(step, micro), self.ctx)
         return trajectories, scenarios
 
@@ -223,7 +276,8 @@ class GRPOTrainer:
                               epsilon_high=g.epsilon_high, aggregation=g.loss_aggregation,
                               beta=g.beta, max_grad_norm=u.max_grad_norm, token_budget=u.token_budget,
                               constant_norm=r.max_tokens * r.max_turns, temperature=g.temperature,
-                              share_prefix=u.share_prefix)
+                              share_prefix=u.share_prefix, recompute_old_logprobs=g.recompute_old_logprobs,
+                              tis_cap=g.tis_cap)
 
     # -- evaluation and stopping ------------------------------------------------------------
     def baseline_eval(self) -> None:
@@ -245,12 +299,13 @@ class GRPOTrainer:
 
     def run_eval(self, step: int) -> EvalResult:
         s = self.settings
-        result = evaluate(self.policy, self.val_scenarios, self.env_factory,
+        result = evaluate(self.rollout_policy, self.val_scenarios, self.env_factory,
                           eval_settings(s.rollout, s.eval, s.seed), step, self.state.baseline, self.output_dir,
                           ctx=self.ctx)
         self.state.last_eval_step = step
         self.console.eval_report(result.stats, result.path)
         self.sinks.log_eval(result.stats, step)
+        fault_point("eval.after_row")
         return result
 
     def note_eval(self, step: int, result: EvalResult) -> bool:
@@ -274,18 +329,19 @@ class GRPOTrainer:
 
     # -- checkpoints ------------------------------------------------------------------------
     def save(self, step: int, best: bool) -> None:
-        """Checkpoint ``step`` (with the run's settings); a new best also goes to ``{output_dir}/best``.
+        """Checkpoint ``step`` (with the run's settings); a new best also goes to ``{output_dir}/best``
+        (its checkpoint, which already names it, is written first: docs/robustness.md).
         With several ranks: a collective (every rank's RNG state is gathered), rank 0 writes."""
         s, ctx = self.state, self.ctx
         s.step, s.cursor = step, self.sampler.cursor
         rank_rng = ctx.all_gather(ckpt.rng_state()) if ctx.distributed else None
+        if best:
+            s.best_checkpoint = str(self.output_dir / ckpt.BEST)
         if not ctx.is_main:
-            if best:
-                s.best_checkpoint = str(self.output_dir / ckpt.BEST)
             return
         state = dict(s.to_dict(), **{SETTINGS_KEY: dict(self.settings.recorded), WORLD_SIZE_KEY: ctx.world_size})
-        path = ckpt.save_checkpoint(self.checkpoints, step, self.policy.model, self.optimizer, self.scheduler,
-                                    state, keep_last=self.settings.loop.keep_checkpoints, rank_rng=rank_rng)
-        if best:
-            s.best_checkpoint = str(ckpt.save_best(self.output_dir, path))
-            self.policy.tokenizer.save_pretrained(s.best_checkpoint)
+        self.store.save(step, self.policy.model, self.optimizer, self.scheduler, state, best=best,
+                        best_extra=self._save_tokenizer, rank_rng=rank_rng)
+
+    def _save_tokenizer(self, directory: Path) -> None:
+        self.policy.tokenizer.save_pretrained(str(directory))

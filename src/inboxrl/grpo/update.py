@@ -11,6 +11,14 @@ The forward pass (selective LM head, shared prompt prefix) is :mod:`inboxrl.grpo
 several ranks, :mod:`inboxrl.grpo.grad_sync` makes the step one global update (the normaliser of
 the whole step, gradients summed over ranks).
 
+Sampler/trainer mismatch (:mod:`inboxrl.grpo.mismatch`): every step measures ``mismatch_kl``,
+``probs_corr`` and ``max_logprob_gap`` between the sampling log-probs and the trainer's log-probs
+before the update (from the first pass, or from the recomputed π_old; with several ranks, on this
+rank's tokens). With
+``recompute_old_logprobs`` π_old is the trainer's no-grad forward before the update, and with
+``tis_cap`` C > 0 each token's surrogate is weighted by ``min(π_old / π_sampler, C)``; off
+(the default), π_old is the sampler's log-probs as in the original GRPO.
+
 The LR scheduler steps exactly once per call (once per *training step*, not per iteration), also
 when the step was skipped or empty, so the schedule stays aligned with the trainer's step counter.
 
@@ -23,16 +31,17 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
 
 from inboxrl.agent.trajectory import Trajectory
 from inboxrl.grpo.batching import MicroBatch, make_micro_batches
-from inboxrl.grpo.forward import reference_logprobs, trained_logprobs
+from inboxrl.grpo.forward import policy_logprobs, reference_logprobs, trained_logprobs
 from inboxrl.grpo.grad_sync import GradSync, dummy_micro_batch
 from inboxrl.grpo.loss import AGGREGATIONS, aggregation_weights, batch_totals, grpo_loss, sft_loss
+from inboxrl.grpo.mismatch import MismatchMeter, MismatchStats, tis_weights
 
 
 @dataclass
@@ -47,6 +56,8 @@ class UpdateSettings:
     constant_norm: int = 1024  # C of the `constant` aggregation (Dr. GRPO)
     temperature: float = 1.0  # the sampling temperature: logits are divided by it before log-softmax
     share_prefix: bool = True  # run a micro-batch's common prompt prefix once (grpo/forward.py; exact)
+    recompute_old_logprobs: bool = False  # π_old = the trainer's forward before the update (not the sampler's)
+    tis_cap: float = 2.0  # C of the truncated importance weight min(π_old/π_sampler, C); 0 = off
 
     def __post_init__(self) -> None:
         if self.aggregation not in AGGREGATIONS:
@@ -55,6 +66,8 @@ class UpdateSettings:
             raise ValueError("need num_iterations >= 1, token_budget >= 1 and temperature > 0")
         if self.epsilon_low < 0 or self.epsilon_high < 0 or self.beta < 0:
             raise ValueError("epsilon_low, epsilon_high and beta must be >= 0")
+        if self.tis_cap < 0:
+            raise ValueError("tis_cap must be >= 0 (0 turns truncated importance sampling off)")
 
 
 @dataclass
@@ -73,6 +86,7 @@ class UpdateStats:
     skipped: bool = False
     skip_reason: str | None = None
     iterations: int = 0  # optimizer steps actually taken
+    mismatch: MismatchStats = field(default_factory=MismatchStats)  # sampler vs trainer, before the update
 
 
 def _device(model: torch.nn.Module) -> torch.device:
@@ -106,10 +120,32 @@ def _step_scheduler(scheduler) -> None:
         scheduler.step()
 
 
+@dataclass
+class _OldPolicy:
+    """π_old and the importance weights of each micro-batch (None: the sampler's, no weights)."""
+
+    logprobs: list[torch.Tensor] | None = None
+    is_weights: list[torch.Tensor] | None = None
+
+
+def _old_policy(model: torch.nn.Module, mbs: list[MicroBatch], s: UpdateSettings,
+                meter: MismatchMeter) -> _OldPolicy:
+    """Recompute π_old (``recompute_old_logprobs``), measuring the mismatch on it, and the TIS weights."""
+    if not s.recompute_old_logprobs:
+        return _OldPolicy()
+    olds = policy_logprobs(model, mbs, s.temperature, s.share_prefix)
+    for old, mb in zip(olds, mbs):
+        meter.add(old, mb.old_logprobs, mb.loss_mask)
+    weights = ([tis_weights(old, mb.old_logprobs, mb.loss_mask, s.tis_cap) for old, mb in zip(olds, mbs)]
+               if s.tis_cap > 0 else None)
+    return _OldPolicy(olds, weights)
+
+
 def _grpo_pass(model: torch.nn.Module, mbs: list[MicroBatch], weights: list[torch.Tensor],
-               refs: list[torch.Tensor] | None, s: UpdateSettings, sync: GradSync, pad_id: int
-               ) -> dict[str, float]:
-    """Forward + backward of this rank's micro-batches; the metrics summed over all ranks."""
+               refs: list[torch.Tensor] | None, s: UpdateSettings, sync: GradSync, pad_id: int,
+               old: _OldPolicy, meter: MismatchMeter | None) -> dict[str, float]:
+    """Forward + backward of this rank's micro-batches; the metrics summed over all ranks.
+    ``meter`` (first pass, π_old = sampler) measures the mismatch on the pass's own log-probs."""
     out = {"loss": 0.0, "policy_loss": 0.0, "kl": 0.0, "clipped": 0.0, "entropy": 0.0}
     passes = sync.num_passes(len(mbs))
     for i in range(passes):
@@ -118,8 +154,12 @@ def _grpo_pass(model: torch.nn.Module, mbs: list[MicroBatch], weights: list[torc
         weight = weights[i] if real else torch.zeros_like(mb.loss_mask)
         with sync.accumulate(model, last=i == passes - 1):
             logp, entropy = sync.forward(model, mb, s.temperature, s.share_prefix)
+            if meter is not None and real:
+                meter.add(logp, mb.old_logprobs, mb.loss_mask)
             parts = grpo_loss(logp, mb, weight, s.epsilon_low, s.epsilon_high, s.beta if real else 0.0,
-                              refs[i] if refs is not None and real else None)
+                              refs[i] if refs is not None and real else None,
+                              old.logprobs[i] if old.logprobs is not None and real else None,
+                              old.is_weights[i] if old.is_weights is not None and real else None)
             parts.loss.backward()
         out["loss"] += float(parts.loss.detach())
         out["policy_loss"] += parts.policy_loss
@@ -168,11 +208,14 @@ def policy_update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, sche
         weights = [aggregation_weights(mb, settings.aggregation, totals, settings.constant_norm) for mb in mbs]
         refs = (reference_logprobs(model, mbs, ref_model, settings.temperature, settings.share_prefix)
                 if settings.beta > 0 else None)
+        meter = MismatchMeter()
+        old = _old_policy(model, mbs, settings, meter)
         model.train()
         acc = {"loss": 0.0, "policy_loss": 0.0, "kl": 0.0, "clipped": 0.0, "entropy": 0.0, "grad_norm": 0.0}
-        for _ in range(settings.num_iterations):
+        for it in range(settings.num_iterations):
             optimizer.zero_grad(set_to_none=True)
-            out = _grpo_pass(model, mbs, weights, refs, settings, sync, pad_id)
+            out = _grpo_pass(model, mbs, weights, refs, settings, sync, pad_id, old,
+                             meter if it == 0 and old.logprobs is None else None)
             grad_norm, reason = _finish(model, optimizer, out["loss"], settings.max_grad_norm)
             for k, v in out.items():
                 acc[k] += v
@@ -186,6 +229,7 @@ def policy_update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, sche
         stats.grad_norm = acc["grad_norm"] / n
         stats.clip_fraction = acc["clipped"] / (n * totals.trainable_tokens)
         stats.entropy = acc["entropy"] / (n * totals.trainable_tokens)
+        stats.mismatch = meter.result()
     _step_scheduler(scheduler)
     return stats
 

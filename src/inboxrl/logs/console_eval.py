@@ -40,7 +40,8 @@ def rubric_rows(stats: dict[str, Any]) -> list[tuple[str, str]]:
         ("Search as first call", _opt(stats.get("first_search_rate"), "{:.1%}")),
         ("Accuracy", "n/a" if acc is None else
          f"{100 * acc:.1f}% ({stats['correct_answers']}/{judged})"),
-        ("Avg reward", f"{stats['avg_reward']:+.3f} (std {stats['std_reward']:.3f})"),
+        ("Avg reward", "n/a (no sample judged)" if stats["avg_reward"] is None
+         else f"{stats['avg_reward']:+.3f} (std {stats['std_reward']:.3f})"),
         ("Beat rate vs baseline", beat),
         ("Judge errors", f"{stats.get('judge_errors', 0)}"),
         ("Eval time", f"{stats.get('eval_time', 0.0):.1f}s"),

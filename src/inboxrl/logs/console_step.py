@@ -214,7 +214,7 @@ def group_summary_table(groups: Sequence[GroupView], m: TrainingMetrics) -> Tabl
 
 def step_summary_text(m: TrainingMetrics, eta_seconds: float | None) -> Text:
     """The step summary: time, ETA, reward mean/std/median/range and moving average, loss,
-    accuracy, tokens."""
+    accuracy, tokens, and the judge errors when there were any."""
     total = f"/{m.total_steps}" if m.total_steps else ""
     acc = f"{100 * m.accuracy:.1f}%" if m.accuracy is not None else "n/a"
     pct = 100.0 * m.trainable_tokens / m.total_tokens if m.total_tokens else 0.0
@@ -228,6 +228,11 @@ def step_summary_text(m: TrainingMetrics, eta_seconds: float | None) -> Text:
         f"  loss {loss} | accuracy {acc} | tokens {m.total_tokens:,} (trainable "
         f"{m.trainable_tokens:,}, {pct:.1f}%) | {m.tokens_per_second:,.0f} tok/s",
     ]
+    if m.judge_errors:
+        reason = m.extra.get("judge_error_reason")
+        why = f" ({short(reason, 120)})" if reason else ""
+        lines.append(f"  judge errors {m.judge_errors}/{m.num_rollouts} rollouts{why}: left out of "
+                     "the rewards above, the advantages and the loss")
     return Text("\n".join(lines))
 
 

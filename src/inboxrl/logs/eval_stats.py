@@ -11,7 +11,9 @@ Definitions (N = ``total_samples`` = number of evaluated rollouts):
   ``total_searches`` = unique + repeated; ``avg_search_attempts`` = ``total_searches`` / N.
 * ``avg_turns_correct`` / ``avg_turns_idk``: mean ``num_turns`` of correct / "I don't know"
   samples; ``None`` when there are no such samples. ``num_idk`` counts the latter.
-* Reward statistics use the population std.
+* Reward statistics (``avg_reward``, ``median_reward``, ``std_reward``, ``min_reward``,
+  ``max_reward``) use the population std over the judged samples (a judge-error sample's reward
+  is a placeholder); ``None`` when no sample was judged.
 * ``beat_rate`` / ``tie_rate`` / ``loss_rate``: shares of the compared scenarios whose reward
   (mean over that scenario's samples) is above / equal to (|Δ| ≤ 1e-9) / below the baseline's.
   Compared scenarios are those present in the baseline with no judge error in this eval;
@@ -29,7 +31,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from inboxrl.agent.trajectory import Trajectory
-from inboxrl.logs.metrics import reward_stats
+from inboxrl.logs.metrics import judged_reward_stats
 from inboxrl.logs.protocol import protocol_stats
 from inboxrl.utils.atomic import atomic_write_json
 
@@ -118,7 +120,7 @@ def eval_statistics(trajectories: Sequence[Trajectory], step: int, eval_time: fl
     correct = sum(r.answer_correct for r in judged)
     unique = sum(r.num_unique_searches for r in rubrics)
     repeated = sum(r.num_repeated_searches for r in rubrics)
-    rs = reward_stats(trajectories)
+    rs = judged_reward_stats(trajectories)
     num_attempted = sum(r.attempted_answer for r in rubrics)
     num_found = sum(r.found_reference for r in rubrics)
     num_read = sum(r.read_reference for r in rubrics)
@@ -130,8 +132,9 @@ def eval_statistics(trajectories: Sequence[Trajectory], step: int, eval_time: fl
         "judged_samples": len(judged),
         "attempted_answer": num_attempted / n,
         "num_attempted": num_attempted,
-        "avg_reward": rs.mean, "median_reward": rs.median, "std_reward": rs.std,
-        "min_reward": rs.min, "max_reward": rs.max,
+        **{k: (v if rs.count else None) for k, v in (
+            ("avg_reward", rs.mean), ("median_reward", rs.median), ("std_reward", rs.std),
+            ("min_reward", rs.min), ("max_reward", rs.max))},
         "found_correct_email": num_found / n, "num_found": num_found,
         "read_correct_email": num_read / n, "num_read": num_read,
         "total_repeated_searches": repeated,

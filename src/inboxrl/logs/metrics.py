@@ -3,7 +3,9 @@
 Conventions (all documented here once):
 
 * Reward statistics use the population standard deviation (ddof = 0), the same as the group
-  normalisation of the advantages.
+  normalisation of the advantages, and leave out rollouts whose judge failed (their reward is a
+  placeholder): ``avg_reward`` etc. are over the judged rollouts (NaN, logged as null, when no
+  rollout of the step was judged), and so are a group's mean/std in the logs.
 * ``accuracy`` is the share (0..1) of the step's rollouts whose answer was judged correct;
   rollouts whose judge failed (``rubric.judge_error``) are left out of the denominator, since a
   judge failure is never scored as a model failure. ``None`` when no rollout was judged.
@@ -56,6 +58,16 @@ def reward_stats(trajectories: Iterable[Trajectory] | Iterable[float]) -> Reward
                        min=min(rewards), max=max(rewards))
 
 
+def judged_reward_stats(trajectories: Sequence[Trajectory]) -> RewardStats:
+    """:func:`reward_stats` of the rollouts without a judge error (all fields NaN, count 0, when
+    there is none)."""
+    judged = [t for t in trajectories if t.rubric.judge_error is None]
+    if not judged:
+        nan = float("nan")
+        return RewardStats(count=0, mean=nan, median=nan, std=nan, min=nan, max=nan)
+    return reward_stats(judged)
+
+
 @dataclass
 class GroupView:
     """The G rollouts of one scenario, as the logs show them."""
@@ -89,7 +101,7 @@ def group_views(trajectories: Sequence[Trajectory],
     views = []
     for gid, trajs in by_group.items():
         trajs = sorted(trajs, key=lambda t: t.rollout_index)
-        rs = reward_stats(trajs)
+        rs = judged_reward_stats(trajs)
         scen = scenarios.get(trajs[0].scenario_id) if scenarios else None
         views.append(GroupView(gid, scen, trajs, any(t.kept for t in trajs), rs.mean, rs.std))
     return views
@@ -105,7 +117,9 @@ class MovingAverage:
         self._values: deque[float] = deque(maxlen=window)
 
     def push(self, value: float) -> float:
-        self._values.append(float(value))
+        """Add ``value`` (a NaN, a step with no judged rollout, is not added) and return the mean."""
+        if math.isfinite(float(value)):
+            self._values.append(float(value))
         return self.value
 
     @property
@@ -147,6 +161,9 @@ class TrainingMetrics:
     training_time: float = 0.0
     step_time: float = 0.0
     tokens_per_second: float = 0.0
+    mismatch_kl: float = 0.0  # mean log pi_sampler - log pi_trainer over trained tokens (grpo/mismatch.py)
+    probs_corr: float = 1.0  # correlation of sampler and trainer token probabilities
+    max_logprob_gap: float = 0.0  # max |log pi_sampler - log pi_trainer|
     skipped: bool = False  # this step's update was skipped (no kept group or a non-finite loss)
     skipped_steps: int = 0  # skipped updates so far in the run
     skip_reason: str | None = None
@@ -160,7 +177,7 @@ class TrainingMetrics:
         ``values`` sets any other field (loss, grad_norm, timings, ...). ``moving_average``,
         when given, receives this step's mean reward and supplies ``reward_moving_avg``.
         """
-        rs = reward_stats(trajectories)
+        rs = judged_reward_stats(trajectories)
         judged = [t for t in trajectories if t.rubric.judge_error is None]
         groups = group_views(trajectories)
         kept = sum(1 for g in groups if g.kept)
@@ -175,6 +192,9 @@ class TrainingMetrics:
                 judge_errors=len(trajectories) - len(judged), total_tokens=total,
                 trainable_tokens=trainable, trainable_token_ratio=trainable / total if total else 0.0)
         m.reward_moving_avg = moving_average.push(rs.mean) if moving_average else rs.mean
+        reason = next((t.rubric.judge_error for t in trajectories if t.rubric.judge_error is not None), None)
+        if reason is not None:  # the first judge error's text (a row key only on such steps)
+            m.extra["judge_error_reason"] = reason
         for k, v in values.items():
             if k not in cls.__dataclass_fields__:
                 raise TypeError(f"TrainingMetrics has no field {k!r}")
@@ -222,8 +242,8 @@ def build_training_metrics(step: int, trajectories: Sequence[Trajectory], adv: A
 
     ``adv`` (``AdvantageStats``: ``groups_kept`` / ``groups_filtered``) overrides the group counts
     read from the trajectories' ``kept`` flags; ``update`` (``UpdateStats``) supplies loss,
-    policy_loss, kl, grad_norm, clip_fraction, entropy, num_micro_batches, skipped and
-    skip_reason. ``reward_moving_avg`` is the mean of the last ``window`` step rewards, this
+    policy_loss, kl, grad_norm, clip_fraction, entropy, num_micro_batches, skipped,
+    skip_reason and the sampler/trainer mismatch (mismatch_kl, probs_corr, max_logprob_gap). ``reward_moving_avg`` is the mean of the last ``window`` step rewards, this
     step's included (``reward_history`` holds the earlier steps' ``avg_reward``).
     """
     m = TrainingMetrics.from_rollouts(step, trajectories, total_steps=total_steps,
@@ -241,6 +261,10 @@ def build_training_metrics(step: int, trajectories: Sequence[Trajectory], adv: A
         for name in ("loss", "policy_loss", "kl", "grad_norm", "clip_fraction", "entropy"):
             setattr(m, name, float(getattr(update, name, 0.0)))
         m.num_micro_batches = int(getattr(update, "num_micro_batches", 0))
+        mismatch = getattr(update, "mismatch", None)
+        if mismatch is not None:
+            m.mismatch_kl, m.probs_corr = float(mismatch.mismatch_kl), float(mismatch.probs_corr)
+            m.max_logprob_gap = float(mismatch.max_logprob_gap)
         m.skipped = bool(getattr(update, "skipped", False))
         m.skip_reason = getattr(update, "skip_reason", None)
     m.finalize_timing()

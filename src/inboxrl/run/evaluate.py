@@ -6,12 +6,12 @@ Uses the training rollout function and writes ``{output_dir}/eval_logs/eval_step
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from inboxrl.grpo.evaluation import eval_settings, evaluate
 from inboxrl.logs.console import ConsoleLog
 from inboxrl.logs.eval_stats import load_baseline
 from inboxrl.run.data import resolve_data
+from inboxrl.run.checks import usable_output_dir
 from inboxrl.run.env import make_env_factory, make_run_judge
 from inboxrl.run.model import load_policy
 from inboxrl.settings.sections import Settings
@@ -31,7 +31,7 @@ def _policy(args: argparse.Namespace, settings: Settings, console: ConsoleLog):
 
 
 def run_eval_command(args: argparse.Namespace, settings: Settings) -> int:
-    run, out = settings.run, Path(settings.run.output_dir)
+    run, out = settings.run, usable_output_dir(settings.run.output_dir)
     console = ConsoleLog(verbose=run.verbose)
     data = resolve_data(settings.data, run.seed, need_train=False)
     policy = _policy(args, settings, console)

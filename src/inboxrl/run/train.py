@@ -13,15 +13,19 @@ and writes (``config.json``, metrics, wandb; the loop writes the rest on rank 0 
 """
 from __future__ import annotations
 
+import functools
 import random
 import sys
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+import numpy as np
 import torch
 from rich.console import Console
 
+from inboxrl.agent.chat import ChatRenderer
 from inboxrl.email.scenarios import save_ids
+from inboxrl.grpo.checkpoint_store import CheckpointStore
 from inboxrl.grpo.optim import make_optimizer, make_scheduler
 from inboxrl.grpo.state import TrainerState
 from inboxrl.grpo.trainer import GRPOTrainer, TrainerSettings
@@ -31,9 +35,12 @@ from inboxrl.parallel import LOCAL, DistContext, init_from_env, shutdown
 from inboxrl.run import warm_start
 from inboxrl.run.data import RunData, resolve_data
 from inboxrl.run.env import make_env_factory, make_run_judge
+from inboxrl.run.checks import check_context_budget, frozen_reference, usable_output_dir
 from inboxrl.run.model import load_policy
 from inboxrl.settings.sections import Settings
+from inboxrl.settings.base import ConfigError
 from inboxrl.utils.atomic import atomic_write_json
+from inboxrl.utils.run_lock import RunLockedError
 
 
 T = TypeVar("T")
@@ -63,7 +70,9 @@ def main_first(ctx: DistContext, fn: Callable[[], T]) -> T:
 
 
 def seed_everything(seed: int) -> None:
+    """Python, numpy and torch global RNGs (a checkpoint restores all three)."""
     random.seed(seed)
+    np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
@@ -83,9 +92,35 @@ def trainer_settings(settings: Settings) -> TrainerSettings:
                            recorded=s.flat())
 
 
+def open_store(settings: Settings, console: ConsoleLog, main_process: bool) -> CheckpointStore:
+    """Take ``output_dir``'s lock (``ConfigError`` when another run holds it) and clean what a
+    killed run left there (docs/robustness.md); rank 0 only (other ranks get a store that writes
+    nothing). The other ranks read the output dir after rank 0's first barrier: cleaned."""
+    store = CheckpointStore(settings.run.output_dir, keep_last=settings.loop.keep_checkpoints,
+                            main_process=main_process)
+    try:
+        notes = store.open()
+    except RunLockedError as e:
+        raise ConfigError(str(e)) from None
+    if notes:
+        console.info(f"Cleaned up after an interrupted run: {'; '.join(notes[:4])}"
+                     + (f" (+{len(notes) - 4} more)" if len(notes) > 4 else ""))
+    return store
+
+
 def build_trainer(settings: Settings, console: ConsoleLog, ctx: DistContext = LOCAL) -> GRPOTrainer:
-    out = Path(settings.run.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if ctx.is_main:
+        usable_output_dir(settings.run.output_dir)
+    store = open_store(settings, console, ctx.is_main)
+    try:
+        return _build(settings, console, ctx, store)
+    except BaseException:
+        store.close()
+        raise
+
+
+def _build(settings: Settings, console: ConsoleLog, ctx: DistContext, store: CheckpointStore) -> GRPOTrainer:
+    out = store.output_dir
     seed_everything(settings.run.seed)
     data = main_first(ctx, lambda: resolve_data(settings.data, settings.run.seed))
     console.info(f"Data: {data.source}: {len(data.train)} train / {len(data.validation)} validation scenarios")
@@ -99,15 +134,29 @@ def build_trainer(settings: Settings, console: ConsoleLog, ctx: DistContext = LO
         console.info(f"Data parallel: {ctx.world_size} processes ({ctx.device.type}); rank 0 writes the logs")
     console.info(f"Model: {model.init_from or model.model_name} ({policy.model.dtype}, "
                  f"{'LoRA r=%d' % model.lora_r if model.use_lora else 'full fine-tuning'})")
+    renderer = policy.renderer or ChatRenderer(policy.tokenizer)
+    check_context_budget(renderer, list(data.train) + list(data.validation), settings.rollout.max_context_tokens,
+                         settings.rollout.max_tokens)
+    # the KL reference: LoRA disables its adapter; full fine-tuning keeps the initial weights frozen
+    ref_model = frozen_reference(policy.model) if settings.grpo.beta > 0 and not model.use_lora else None
     optimizer = make_optimizer(policy.model, lr=optim.learning_rate, weight_decay=optim.weight_decay)
     scheduler = make_scheduler(optimizer, warmup_steps=optim.warmup_steps, total_steps=max(optim.max_steps, 1),
                                kind=optim.lr_scheduler)
-    sinks = (MetricsSinks(out, wandb_project=logging.wandb_project, wandb_entity=logging.wandb_entity or None,
-                          wandb_name=logging.wandb_name or None, wandb_mode=logging.wandb_mode,
-                          config=settings.flat()) if ctx.is_main else NullSinks())
+    # opened by the trainer once it knows the step it starts from (the files are rewound to it)
+    sinks = (functools.partial(MetricsSinks, out, wandb_project=logging.wandb_project,
+                               wandb_entity=logging.wandb_entity or None, wandb_name=logging.wandb_name or None,
+                               wandb_mode=logging.wandb_mode, config=settings.flat(), notice=console.info)
+             if ctx.is_main else lambda **_: NullSinks())
     env_factory = make_env_factory(data.db_path, make_run_judge(settings.judge, out), settings.rollout.max_turns)
+    rollout_policy = None
+    if settings.rollout.rollout_engine == "vllm":
+        from inboxrl.run.vllm import vllm_rollout_policy
+
+        rollout_policy = vllm_rollout_policy(settings, policy, out)
+        console.info(f"Rollouts: vLLM ({settings.rollout.vllm_mode})")
     return GRPOTrainer(trainer_settings(settings), policy, data.train, data.validation, env_factory,
-                       optimizer, scheduler, console, sinks, ctx=ctx)
+                       optimizer, scheduler, console, sinks, store, ctx=ctx, ref_model=ref_model,
+                       rollout_policy=rollout_policy)
 
 
 def run_training(settings: Settings, resume: bool = False, resume_from: str | None = None,

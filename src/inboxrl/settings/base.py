@@ -8,6 +8,7 @@ section validates it; an invalid value raises :class:`ConfigError` naming the se
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import field
 from typing import Any, ClassVar
 
@@ -44,6 +45,8 @@ class Section:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{f.name} must be a finite number (got {value!r})")
             check = f.metadata.get("check")
             if check:
                 ok, must = CHECKS[check]
@@ -88,8 +91,13 @@ def coerce(name: str, typ: Any, raw: Any, source: str) -> Any:
         if typ is int:
             return _to_int(raw)
         if typ is float:
-            return float(raw)
+            value = float(raw)
+            if not math.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number (got {raw!r} from {source})")
+            return value
         return "" if raw is None else str(raw)
+    except ConfigError:
+        raise
     except (TypeError, ValueError):
         kind = {bool: "a boolean (true/false)", int: "an integer", float: "a number"}.get(typ, "a string")
         raise ConfigError(f"{name} must be {kind} (got {raw!r} from {source})") from None

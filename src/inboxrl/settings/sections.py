@@ -9,10 +9,14 @@ across sections; the environment names are those of existing ``.env`` files.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from dataclasses import dataclass
 from typing import Any, Iterator
 
 from inboxrl.settings.base import ConfigError, Section, setting
+
+VLLM_MISSING = ("ROLLOUT_ENGINE=vllm needs vLLM and a CUDA GPU: install them with "
+                "`pip install 'inboxrl[vllm]'` on a GPU machine, or use ROLLOUT_ENGINE=hf")
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,17 @@ class JudgeConfig(Section):
     judge_model: str = setting("", "Model name for the LLM judge.", "JUDGE_MODEL")
     judge_api_key_env: str = setting("OPENAI_API_KEY", "Environment variable holding the judge's API key.",
                                      "JUDGE_API_KEY_ENV", free=True)
+    judge_timeout: float = setting(20.0, "LLM judge: seconds one request may take (a hang past it is retried).",
+                                   "JUDGE_TIMEOUT", check="gt0", free=True)
+    judge_retries: int = setting(2, "LLM judge: further attempts after a timeout, 5xx/429, connection error or "
+                                 "unparseable reply (other HTTP errors are not retried).", "JUDGE_RETRIES",
+                                 check="nonneg", free=True)
+    judge_step_budget: float = setting(
+        120.0, "LLM judge: seconds a step (or eval) waits for its outstanding verdicts once its rollouts are "
+        "generated; an answer still without one is a judge error (left out of rewards and the loss).",
+        "JUDGE_STEP_BUDGET", check="gt0", free=True)
+    judge_concurrency: int = setting(8, "LLM judge: verdicts requested at the same time (while the batch decodes).",
+                                     "JUDGE_CONCURRENCY", check="positive", free=True)
 
     def check(self) -> None:
         if self.judge == "llm" and not (self.judge_base_url and self.judge_model):
@@ -96,11 +111,27 @@ class RolloutConfig(Section):
     max_context_tokens: int = setting(3072, "Context budget per trajectory; overflow ends the rollout.",
                                       "MAX_CONTEXT_TOKENS", check="positive")
     rollout_batch_size: int = setting(
-        8, "Rollouts decoded together in one batch (training and eval; 0 = all of a step or eval at once). "
-        "The rollouts are the same whatever the size; on a CPU smaller batches are faster (measured in "
-        "docs/results.md), on a GPU raise it.", "ROLLOUT_BATCH_SIZE", check="nonneg", free=True)
+        8, "Rollouts decoded together (training and eval; 0 = all of a step or eval at once): each has its "
+        "own KV-cache slot and a finished rollout's slot is refilled from the queue. The rollouts are the "
+        "same whatever the size (bench/rollout_throughput.py --batch-size); on a GPU raise it.",
+        "ROLLOUT_BATCH_SIZE", check="nonneg", free=True)
     check_template: bool = setting(False, "Compare each trajectory with a fresh chat-template render.",
                                    "CHECK_TEMPLATE", free=True)
+    rollout_engine: str = setting(
+        "hf", "Training rollouts (and the run's evals) on hf: the transformers engine (CPU or GPU), or vllm: "
+        "vLLM on a CUDA GPU (pip install 'inboxrl[vllm]'; the policy is pushed to it after every update).",
+        "ROLLOUT_ENGINE", ("hf", "vllm"))
+    vllm_mode: str = setting("colocate", "vllm engine: colocate (vllm.LLM in the trainer's process, asleep "
+                             "during updates) or server (a separate `vllm serve` at vllm_server_url).",
+                             "VLLM_MODE", ("colocate", "server"), free=True)
+    vllm_server_url: str = setting("http://localhost:8000", "Base URL of the `vllm serve` of vllm_mode=server.",
+                                   "VLLM_SERVER_URL", free=True)
+    vllm_gpu_memory_utilization: float = setting(0.35, "Share of the GPU the colocated vLLM engine may use.",
+                                                 "VLLM_GPU_MEMORY_UTILIZATION", check="unit", free=True)
+
+    def check(self) -> None:
+        if self.rollout_engine == "vllm" and importlib.util.find_spec("vllm") is None:
+            raise ConfigError(VLLM_MISSING)
 
 
 @dataclass(frozen=True)
@@ -117,7 +148,8 @@ class GRPOConfig(Section):
                                     check="nonneg")
     min_group_std: float = setting(0.05, "Filter groups whose reward std (and process-reward std in masked "
                                    "mode) is below this: they carry no signal.", "MIN_GROUP_STD", check="nonneg")
-    beta: float = setting(0.0, "KL (k3) weight to the reference model (for LoRA: adapter disabled).", "BETA",
+    beta: float = setting(0.0, "KL (k3) weight to the reference model (for LoRA: adapter disabled; for full "
+                          "fine-tuning: a frozen copy of the initial model, twice the weights in memory).", "BETA",
                           check="nonneg")
     num_iterations: int = setting(1, "Passes over each batch (mu in GRPO); >1 makes the clip active.",
                                   "NUM_ITERATIONS", check="positive")
@@ -127,6 +159,14 @@ class GRPOConfig(Section):
                                   check="nonneg")
     loss_aggregation: str = setting("token_mean", "token_mean | seq_mean | constant (Dr. GRPO, Liu et al., "
                                     "2025).", "LOSS_AGGREGATION", ("token_mean", "seq_mean", "constant"))
+    recompute_old_logprobs: bool = setting(
+        False, "pi_old = the trainer's own log-probs before the update (a no-grad forward) instead of the "
+        "sampler's, with truncated importance sampling (tis_cap) correcting for the sampler/trainer "
+        "mismatch (Yao et al., 2025). Off: the sampler's log-probs, as in the original GRPO.",
+        "RECOMPUTE_OLD_LOGPROBS")
+    tis_cap: float = setting(2.0, "C of the token-level truncated importance weight min(pi_old / "
+                             "pi_sampler, C) (with recompute_old_logprobs; 0 = no weight).", "TIS_CAP",
+                             check="nonneg")
 
     def check(self) -> None:
         if self.num_generations < 2:
@@ -172,8 +212,8 @@ class LoopConfig(Section):
                               free=True)
     save_steps: int = setting(4, "Checkpoint every N steps (0 = only best and final).", "SAVE_STEPS",
                               check="nonneg", free=True)
-    keep_checkpoints: int = setting(2, "Keep the last K step checkpoints (the best is always kept).",
-                                    "KEEP_CHECKPOINTS", check="nonneg", free=True)
+    keep_checkpoints: int = setting(2, "Keep the last K (>= 1) step checkpoints (the best is always kept).",
+                                    "KEEP_CHECKPOINTS", check="positive", free=True)
     target_accuracy: float = setting(1.01, "Stop when eval accuracy reaches this (>1 = never).",
                                      "TARGET_ACCURACY", free=True)
     patience: int = setting(0, "Stop after this many evals without improvement (0 = never).", "PATIENCE",

@@ -7,11 +7,12 @@ Advantage heat maps), ``rollouts/step_NNNN/gGGG_rRR.html`` (conversation and tok
 Plain HTML and CSS with SVG plots: the folder opens from disk, no server, no network.
 
 Steps and evals are built in parallel processes. A re-run reuses the pages of a step or eval
-whose source files (and neighbours) did not change, recorded in ``view/manifest.json``, so
-refreshing a running run rebuilds only what is new.
+whose source files (and neighbours, and the viewer's own code) did not change, recorded in
+``view/manifest.json``, so refreshing a running run rebuilds only what is new.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -99,11 +100,23 @@ def make_jobs(run: RunFiles, sig_common: list[Any]) -> list[Job]:
         sig = json.dumps([sig_common, _stat(run.step_files[step]), prev_step, next_step, metrics, rule], default=str)
         jobs.append(Job("step", step, sig, (run.step_files[step], metrics, prev_step, next_step, rule)))
     rewards, bstep, bids = baseline_of(run.evals, run.baseline, list(run.eval_traj_files))
+    if not rewards and cfg.get("baseline_file"):  # a run compared with a configured baseline file
+        rewards = configured_baseline(str(cfg["baseline_file"]), run.notes)
     for step in run.evals:
         path = run.eval_traj_files.get(step)
         sig = json.dumps([sig_common, _stat(path), rewards, bstep, sorted(bids)], default=str)
         jobs.append(Job("eval", step, sig, (path, rewards, bstep, bids)))
     return jobs
+
+
+def configured_baseline(path: str, notes: Notes) -> dict[str, float]:
+    from inboxrl.logs.eval_stats import BaselineError, load_baseline
+
+    try:
+        return load_baseline(path)
+    except (BaselineError, OSError, ValueError) as e:
+        notes.add(f"baseline_file {path}: not read ({e}); evals shown without a baseline")
+        return {}
 
 
 def _load_manifest(view_dir: Path) -> dict[str, dict[str, Any]]:
@@ -116,6 +129,16 @@ def _load_manifest(view_dir: Path) -> dict[str, dict[str, Any]]:
                 for k, v in doc["jobs"].items()}
     except (OSError, json.JSONDecodeError, AttributeError, KeyError, TypeError):
         return {}
+
+
+def code_digest() -> str:
+    """A digest of the viewer's own code and templates: pages built by other code are rebuilt."""
+    h = hashlib.sha1()
+    for p in sorted(Path(__file__).parent.rglob("*")):
+        if p.suffix in (".py", ".html", ".css"):
+            h.update(p.name.encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def _key(job: Job) -> str:
@@ -177,7 +200,7 @@ def build_view(output_dir: str | Path, settings: ViewSettings | None = None) -> 
     _STATE.update(writer=writer, tokens=TokenText(tokenizer), note=note)
     writer.copy_asset("style.css", files("inboxrl.view").joinpath("templates/style.css").read_bytes())
 
-    jobs = make_jobs(run, [FORMAT_VERSION, source])
+    jobs = make_jobs(run, [FORMAT_VERSION, code_digest(), source])
     report = BuildReport(index=view_dir / "index.html")
     done = build_pages(jobs, view_dir, settings, notes, report)
     step_pages = {j.step for j in jobs if j.kind == "step" and _key(j) in done}

@@ -1,0 +1,56 @@
+"""Checks a training run makes before it spends time: an output directory it can write, and a
+context budget in which the model can write at least one token. Each failure is a
+:class:`~inboxrl.settings.base.ConfigError` naming the setting to change (exit status 2)."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+from inboxrl.settings.base import ConfigError
+
+
+def usable_output_dir(path: str | Path) -> Path:
+    """Create ``path`` (and its parents) and write a probe file in it; ``ConfigError`` when that fails."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"output_dir {path} is not a directory; choose another --output-dir")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        raise ConfigError(f"output_dir {path} cannot be used: {reason}"
+                          f"{f' ({e.filename})' if e.filename and str(e.filename) != str(path) else ''}; "
+                          "choose a writable directory with --output-dir") from None
+    return path
+
+
+def check_context_budget(renderer: Any, scenarios: Sequence[Any], max_context_tokens: int, max_tokens: int) -> int:
+    """The longest prompt (tokens) of ``scenarios``; ``ConfigError`` when it leaves no room in
+    ``max_context_tokens`` for a single model token (every rollout would end with
+    ``context_overflow`` before the model wrote anything: nothing to train on)."""
+    longest, which = 0, None
+    for scenario in scenarios:
+        n = sum(len(ids) for ids, _ in renderer.prompt_segments(scenario))
+        if n > longest:
+            longest, which = n, scenario
+    if longest + 1 > max_context_tokens:
+        raise ConfigError(
+            f"max_context_tokens={max_context_tokens} leaves no room for the model to write a token: the prompt "
+            f"of scenario {getattr(which, 'id', '?')} alone takes {longest} tokens; set --max-context-tokens to "
+            f"at least {longest + max_tokens} (the prompt and one turn of max_tokens={max_tokens})")
+    return longest
+
+
+def frozen_reference(model: Any) -> Any:
+    """A frozen copy of ``model`` (the KL reference of full fine-tuning, beta > 0), in eval mode."""
+    import copy
+
+    ref = copy.deepcopy(model)
+    ref.eval()
+    ref.requires_grad_(False)
+    return ref
