@@ -1,13 +1,17 @@
 """Data-parallel GRPO: the same training run on 1 process vs N processes, side by side.
 
 Both sides run the real command (``train_grpo.py``, the same settings, seed and data) for
-``--steps`` steps; the first step is a warm-up and is not counted:
+``--steps`` steps, ``--rounds`` times, interleaved (1, N, 1, N, ...); each run's first step is a
+warm-up and is not counted:
 
 * **1 process** with ``--threads`` intra-op threads (``OMP_NUM_THREADS``), on one GPU if there is
   one: ``python train_grpo.py ...``;
 * **N processes** with ``threads / N`` threads each (CPU; on a GPU machine one GPU per process):
   ``torchrun --nproc_per_node N train_grpo.py ...``. Rollouts are sharded by group and the
-  gradients are all-reduced (README, "Several processes and GPUs").
+  gradients are all-reduced (README, "Several processes and GPUs");
+* on CPU also **1 process with ``threads / N`` threads**, the per-process reference: intra-op
+  threads scale badly on small matrices and on a busy machine (a descheduled thread stalls the
+  others), so the first ratio mixes that effect with data parallelism, the second does not.
 
 Printed: steps/s of each side (from ``step_time`` in each run's ``metrics.jsonl``), their ratio,
 the rollout and update parts, and the **communication share** of the N-process step: in a
@@ -113,8 +117,9 @@ def measure_comm(args: argparse.Namespace, nproc: int, threads: int, run_dir: Pa
     return json.loads(result.read_text())
 
 
-def summary(rows: list[dict]) -> dict[str, float]:
-    timed = rows[1:] or rows  # the first step warms up (allocations, kernel selection)
+def summary(timed: list[dict]) -> dict[str, float]:
+    """Mean step, rollout and update times of the timed steps (each run's first step, a warm-up
+    of allocations and kernel selection, is left out by the caller)."""
     mean = lambda k: statistics.fmean(r[k] for r in timed)  # noqa: E731
     return {"step_s": mean("step_time"), "rollout_s": mean("rollout_time"), "update_s": mean("training_time"),
             "steps_per_s": 1.0 / mean("step_time"), "steps": len(timed)}
@@ -135,10 +140,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-turns", type=int, default=2)
     p.add_argument("--max-tokens", type=int, default=32)
     p.add_argument("--lora-r", type=int, default=16, help="the run's LoRA rank (the default setting)")
+    p.add_argument("--rounds", type=int, default=2, help="interleaved runs of each side")
     p.add_argument("--timeout", type=float, default=3600)
     args = p.parse_args(argv)
-    if args.nproc < 2:
-        raise SystemExit("need --nproc >= 2 (on a GPU machine: at least 2 GPUs)")
+    if args.nproc < 2 or args.steps < 2 or args.rounds < 1:
+        raise SystemExit("need --nproc >= 2 (on a GPU machine: 2 GPUs), --steps >= 2 (the first is a "
+                         "warm-up) and --rounds >= 1")
     threads_each = max(args.threads // args.nproc, 1)
     label = args.model
     with tempfile.TemporaryDirectory() as tmp:
@@ -150,18 +157,28 @@ def main(argv: list[str] | None = None) -> int:
             model.save_pretrained(work / "tiny")
             tokenizer.save_pretrained(work / "tiny")
             args.model = str(work / "tiny")
-        one = summary(launch(args, 1, args.threads, work / "one"))
-        many = summary(launch(args, args.nproc, threads_each, work / "many"))
-        comm = measure_comm(args, args.nproc, threads_each, work / "many", work)
+        one_rows, many_rows, single_rows = [], [], []
+        for r in range(args.rounds):  # interleaved, so that a change of machine load hits every side
+            one_rows += launch(args, 1, args.threads, work / f"one{r}")[1:]
+            many_rows += launch(args, args.nproc, threads_each, work / f"many{r}")[1:]
+            if threads_each < args.threads:
+                single_rows += launch(args, 1, threads_each, work / f"single{r}")[1:]
+        one, many = summary(one_rows), summary(many_rows)
+        comm = measure_comm(args, args.nproc, threads_each, work / "many0", work)
     comm_s = comm["gather_s"] + comm["all_reduce_s"]
     where = "GPU" if torch.cuda.is_available() else "CPU"
     print(f"model {label}, {args.groups} groups x {args.group_size} rollouts, {args.max_turns} turns x "
-          f"{args.max_tokens} tokens, {one['steps']} timed steps, {where}")
+          f"{args.max_tokens} tokens, {one['steps']} timed steps per side ({args.rounds} interleaved runs), {where}")
     print(f"{'':32s} {'steps/s':>8s} {'step s':>8s} {'rollout s':>10s} {'update s':>9s}")
-    for name, r in ((f"1 process x {args.threads} threads", one),
-                    (f"{args.nproc} processes x {threads_each} thread(s)", many)):
+    sides = [(f"1 process x {args.threads} threads", one), (f"{args.nproc} processes x {threads_each} thread(s)", many)]
+    if single_rows:
+        sides.append((f"1 process x {threads_each} thread(s)", summary(single_rows)))
+    for name, r in sides:
         print(f"{name:32s} {r['steps_per_s']:8.4f} {r['step_s']:8.2f} {r['rollout_s']:10.2f} {r['update_s']:9.2f}")
     print(f"ratio ({args.nproc} processes / 1 process, steps/s): {many['steps_per_s'] / one['steps_per_s']:.2f}x")
+    if single_rows:
+        print(f"ratio ({args.nproc} processes x {threads_each} / 1 process x {threads_each} thread(s), steps/s): "
+              f"{many['steps_per_s'] / sides[2][1]['steps_per_s']:.2f}x")
     print(f"communication per step: all-gather of the trajectories {comm['gather_s'] * 1e3:.1f} ms + gradient "
           f"all-reduce {comm['all_reduce_s'] * 1e3:.1f} ms = {comm_s / many['step_s']:.2%} of the "
           f"{args.nproc}-process step")
