@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "data_parallel.py"
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "data_parallel.py"
 
 
 def test_data_parallel_bench_runs():
