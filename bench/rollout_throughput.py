@@ -126,7 +126,7 @@ def summary(trajs) -> str:
     return f"turns={turns} valid_calls={valid} finish={dict(reasons)}"
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rollouts", type=int, default=16)
     ap.add_argument("--batch-size", type=int, default=0, help="engine batch size (0: all rollouts)")
@@ -142,12 +142,13 @@ def main() -> None:
                     help="also score the engine's tokens with one trainer forward: sampler/trainer mismatch")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch CPU threads (1 avoids thread thrashing on a shared, loaded machine)")
-    args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    return ap.parse_args()
 
+
+def build_workload(args: argparse.Namespace):
+    """The default model, the first ``--rollouts`` training scenarios and the engine's settings."""
     from inboxrl.agent.chat import ChatRenderer
-    from inboxrl.agent.rollout import RolloutRequest, RolloutSettings, run_rollouts
+    from inboxrl.agent.rollout import RolloutSettings
     from inboxrl.email.env import EmailTaskEnv
     from inboxrl.email.judge import make_judge
     from inboxrl.email.scenarios import load_scenarios
@@ -165,28 +166,45 @@ def main() -> None:
         return EmailTaskEnv(store, sc, judge, args.max_turns)
 
     model, tok = load_model(default_model_dir(), dtype=args.dtype, device="cpu")
-    dtype = next(model.parameters()).dtype
     renderer = ChatRenderer(tok)
     policy = HFPolicy(model, tok, renderer=renderer)
     settings = RolloutSettings(max_turns=args.max_turns, max_new_tokens=args.max_new_tokens,
                                max_context_tokens=args.max_context_tokens, seed=args.seed,
                                progress=False, batch_size=args.batch_size or None)
+    return model, tok, renderer, policy, scenarios, env_factory, settings
+
+
+def timed_engine(policy, reqs, env_factory, settings, profile: bool):
+    """The rollout engine over ``reqs``: (trajectories, seconds), optionally under torch.profiler."""
+    from inboxrl.agent.rollout import run_rollouts
+
+    start = time.perf_counter()
+    if profile:
+        from torch.profiler import ProfilerActivity, profile as torch_profile
+
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            trajs = run_rollouts(policy, reqs, env_factory, settings)
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+    else:
+        trajs = run_rollouts(policy, reqs, env_factory, settings)
+    return trajs, time.perf_counter() - start
+
+
+def main() -> None:
+    args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from inboxrl.agent.rollout import RolloutRequest
+
+    model, tok, renderer, policy, scenarios, env_factory, settings = build_workload(args)
+    dtype = next(model.parameters()).dtype
     print(f"model=SmolLM2-135M-Instruct dtype={dtype} device=cpu threads={torch.get_num_threads()} "
           f"rollouts={len(scenarios)} batch={args.batch_size or len(scenarios)} max_turns={args.max_turns} max_new_tokens={args.max_new_tokens}")
 
     reqs = [RolloutRequest(sc, i, 0) for i, sc in enumerate(scenarios)]
     batch = min(args.batch_size or len(scenarios), len(scenarios))
     plain_before = plain_decode(model, None, batch, 600)
-    start = time.perf_counter()
-    if args.profile:
-        from torch.profiler import ProfilerActivity, profile
-
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
-            trajs = run_rollouts(policy, reqs, env_factory, settings)
-        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
-    else:
-        trajs = run_rollouts(policy, reqs, env_factory, settings)
-    engine_s = time.perf_counter() - start
+    trajs, engine_s = timed_engine(policy, reqs, env_factory, settings, args.profile)
     engine_tokens = sum(t.num_model_tokens for t in trajs)
     engine_tps = engine_tokens / engine_s
     print(f"engine: {engine_tokens} tokens in {engine_s:.1f}s = {engine_tps:.1f} tok/s; "
