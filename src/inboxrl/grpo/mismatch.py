@@ -64,6 +64,18 @@ class MismatchMeter:
         x, y = s.exp(), t.exp()
         self._sums += torch.stack([x.sum(), y.sum(), (x * x).sum(), (y * y).sum(), (x * y).sum()])
 
+    def merged(self, ctx) -> "MismatchMeter":
+        """The meter of the whole data-parallel step: every rank's sums added, the max of the
+        maxima (``ctx``: a :class:`~inboxrl.parallel.context.DistContext`; one rank: ``self``)."""
+        if not ctx.distributed:
+            return self
+        out = MismatchMeter()
+        sums = ctx.all_reduce_sum([self.n, self.sum_gap, *self._sums.tolist()])
+        out.n, out.sum_gap = int(round(sums[0])), sums[1]
+        out._sums = torch.tensor(sums[2:], dtype=torch.float64)
+        out.max_gap = max(ctx.all_gather(self.max_gap))
+        return out
+
     def result(self) -> MismatchStats:
         if self.n == 0:
             return MismatchStats()

@@ -232,7 +232,7 @@ def policy_update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, sche
         stats.grad_norm = acc["grad_norm"] / n
         stats.clip_fraction = acc["clipped"] / (n * totals.trainable_tokens)
         stats.entropy = acc["entropy"] / (n * totals.trainable_tokens)
-        stats.mismatch = meter.result()
+        stats.mismatch = meter.merged(sync.ctx).result()  # the whole step's, over all ranks
     _step_scheduler(scheduler)
     return stats
 
