@@ -1,6 +1,8 @@
 """Shared builders for the GRPO tests: hand-made trajectories and a tiny random Llama."""
 from __future__ import annotations
 
+import types
+
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -35,3 +37,18 @@ def make_traj(group_id: int, reward: float, turn_rewards: list[float] = (), judg
         t.append(ids(2), "tool")
         t.turns.append(Turn(index=i, process_reward=pr))
     return t
+
+
+def token_parity_reward(trainer) -> None:
+    """Reward = share of sampled tokens with an even id (depends on what the policy generates): a tiny
+    random model never makes a valid call, so this keeps groups apart and advantages non-zero."""
+    original = trainer.collect
+
+    def collect(self, step):
+        trajectories, scenarios = original(step)
+        for t in trajectories:
+            ids = [i for i, s in zip(t.token_ids, t.sources) if s == "model"]
+            t.reward = sum(1 for i in ids if i % 2 == 0) / max(len(ids), 1)
+        return trajectories, scenarios
+
+    trainer.collect = types.MethodType(collect, trainer)

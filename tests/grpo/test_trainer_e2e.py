@@ -13,13 +13,11 @@ the tests replace the rubric reward with the share of sampled tokens whose id is
 from __future__ import annotations
 
 import json
-import types
 
 import pytest
 import torch
 
 from inboxrl.cli import main as cli_main
-from inboxrl.grpo.trainer import GRPOTrainer
 from inboxrl.logs.console import ConsoleLog
 from inboxrl.policy.loading import load_model
 from inboxrl.policy.tiny import make_tiny_model
@@ -29,6 +27,7 @@ from inboxrl.settings.resume import settings_differences
 from inboxrl.settings.sources import build_settings
 from inboxrl.synth.data import make_data
 
+from _grpo_util import token_parity_reward
 from _logs_util import read_wandb_history_keys
 
 
@@ -50,20 +49,6 @@ def settings(assets, out, **over):
                warmup_steps=0, wandb_mode="disabled", seed=7)
     cli.update(over)
     return build_settings(cli={k: str(v) for k, v in cli.items()}, env={})
-
-
-def token_parity_reward(trainer: GRPOTrainer) -> None:
-    """Reward = share of sampled tokens with an even id (depends on what the policy generates)."""
-    original = trainer.collect
-
-    def collect(self, step):
-        trajectories, scenarios = original(step)
-        for t in trajectories:
-            ids = [i for i, s in zip(t.token_ids, t.sources) if s == "model"]
-            t.reward = sum(1 for i in ids if i % 2 == 0) / max(len(ids), 1)
-        return trajectories, scenarios
-
-    trainer.collect = types.MethodType(collect, trainer)
 
 
 def train_rows(out):

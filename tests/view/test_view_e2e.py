@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import time
-import types
 import urllib.request
 from pathlib import Path
 
@@ -23,25 +22,11 @@ from inboxrl.run.train import build_trainer
 from inboxrl.settings.sources import build_settings
 from inboxrl.synth.data import make_data
 
+from _grpo_util import token_parity_reward
 from _view_util import parse, rollout_section
 
 _SCRIPT = Path(sys.executable).with_name("inboxrl")  # the installed console script
 CLI = [str(_SCRIPT)] if _SCRIPT.is_file() else [sys.executable, "-m", "inboxrl.cli"]
-
-
-def parity_reward(trainer) -> None:
-    """A tiny random model never makes a valid call: reward the share of even sampled token ids
-    so that groups differ and advantages are not all 0."""
-    original = trainer.collect
-
-    def collect(self, step):
-        trajectories, scenarios = original(step)
-        for t in trajectories:
-            ids = [i for i, s in zip(t.token_ids, t.sources) if s == "model"]
-            t.reward = sum(1 for i in ids if i % 2 == 0) / max(len(ids), 1)
-        return trajectories, scenarios
-
-    trainer.collect = types.MethodType(collect, trainer)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +43,7 @@ def tiny_run(tmp_path_factory):
                dtype="fp32", learning_rate=5e-3, warmup_steps=0, wandb_mode="disabled", seed=7)
     torch.set_num_threads(1)
     trainer = build_trainer(build_settings(cli={k: str(v) for k, v in cli.items()}, env={}), ConsoleLog(verbose=False))
-    parity_reward(trainer)
+    token_parity_reward(trainer)
     trainer.fit()
     proc = subprocess.run(CLI + ["view", str(out)], capture_output=True, text=True, timeout=300,
                           env=dict(os.environ))
