@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from inboxrl.agent.vllm_backends import ColocatedBackend, ServerBackend, VLLMPolicy, VLLMSampler, VLLMSettings
 from inboxrl.policy.hf import HFPolicy
@@ -45,7 +45,8 @@ def vllm_rollout_policy(settings: Settings, policy: HFPolicy, output_dir: Path) 
     return VLLMPolicy(sampler, policy.tokenizer, policy.renderer)
 
 
-def select_rollout_policy(settings: Settings, policy: HFPolicy, output_dir: Path, notice: Any) -> VLLMPolicy | None:
+def select_rollout_policy(settings: Settings, policy: HFPolicy, output_dir: Path,
+                          notice: Callable[[str], None]) -> VLLMPolicy | None:
     """The engine ``rollout_engine`` selects, the one choice training and ``inboxrl eval`` share:
     None for ``hf`` (``policy`` samples on the transformers engine), a :class:`VLLMPolicy` for
     ``vllm`` (not started: :meth:`VLLMSampler.start` pushes the policy's weights to it)."""
