@@ -66,7 +66,8 @@ def check_world_size(recorded: Mapping[str, Any], ctx: DistContext, path: Path) 
     if n != ctx.world_size:
         how = f"torchrun --nproc_per_node {n} ..." if n > 1 else "one process (python train_grpo.py ...)"
         raise ConfigError(f"checkpoint {path} was written by a run of {n} process(es), this run has "
-                          f"{ctx.world_size}: resume it with {how}, or start a new run (--fresh)")
+                          f"{ctx.world_size}: resume it with {how}, or start a new run (a new --output-dir or "
+                          "--overwrite-output-dir)")
 
 
 @dataclass(frozen=True)
