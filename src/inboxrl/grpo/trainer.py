@@ -38,6 +38,7 @@ from typing import Any, Callable, Mapping
 
 from inboxrl.agent.rollout import RolloutRequest, RolloutSettings
 from inboxrl.agent.trajectory import Trajectory, save_jsonl
+from inboxrl.email.judge_pool import close_judge
 from inboxrl.grpo import checkpoint as ckpt
 from inboxrl.grpo.advantages import assign_advantages
 from inboxrl.grpo.checkpoint_store import CheckpointStore
@@ -98,9 +99,11 @@ class GRPOTrainer:
 
     def __init__(self, settings: TrainerSettings, policy, train_scenarios, val_scenarios, env_factory: Callable,
                  optimizer, scheduler, console, sinks_factory: Callable[..., Any], store: CheckpointStore,
-                 ctx: DistContext = LOCAL, ref_model: Any = None, rollout_policy: Any = None) -> None:
+                 ctx: DistContext = LOCAL, ref_model: Any = None, rollout_policy: Any = None,
+                 judge: Any = None) -> None:
         """``rollout_policy`` samples the rollouts and evals when it is not ``policy`` itself (a
-        vLLM policy, ``.vllm``: the trained model is pushed to it after every update)."""
+        vLLM policy, ``.vllm``: the trained model is pushed to it after every update). ``judge``
+        (the environments' judge) is closed with the run: a concurrent judge's threads stop."""
         self.settings, self.policy, self.env_factory = settings, policy, env_factory
         self.rollout_policy = rollout_policy or policy
         self.val_scenarios = val_scenarios
@@ -113,6 +116,7 @@ class GRPOTrainer:
         self.state = TrainerState()
         self.sampler = ScenarioSampler(train_scenarios, seed=settings.seed)
         self.ctx, self.sync = ctx, GradSync(ctx)  # the ranks of a data-parallel run (LOCAL: one)
+        self.judge = judge
 
     # -- resume ----------------------------------------------------------------------------
     def restore(self, resume: bool, resume_from: str | None, fresh: bool) -> None:
@@ -160,7 +164,9 @@ class GRPOTrainer:
         self.sinks = self.sinks_factory(start_step=s.step, last_eval_step=s.last_eval_step)
 
     def close(self) -> None:
-        """Close the sinks and release the output directory's lock (idempotent)."""
+        """Close the sinks and the judge and release the output directory's lock (idempotent);
+        on an error or Ctrl-C too (``fit``, ``restore``)."""
+        close_judge(self.judge)
         if self.sinks is not None:
             self.sinks.close()
         self.store.close()

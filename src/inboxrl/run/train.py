@@ -155,7 +155,8 @@ def _build(settings: Settings, console: ConsoleLog, ctx: DistContext, store: Che
                                wandb_entity=logging.wandb_entity or None, wandb_name=logging.wandb_name or None,
                                wandb_mode=logging.wandb_mode, config=settings.flat(), notice=console.info)
              if ctx.is_main else lambda **_: NullSinks())
-    env_factory = make_env_factory(data.db_path, make_run_judge(settings.judge, out), settings.rollout.max_turns)
+    judge = make_run_judge(settings.judge, out)  # closed with the run (GRPOTrainer.close)
+    env_factory = make_env_factory(data.db_path, judge, settings.rollout.max_turns)
     rollout_policy = None
     if settings.rollout.rollout_engine == "vllm":
         from inboxrl.run.vllm import vllm_rollout_policy
@@ -164,7 +165,7 @@ def _build(settings: Settings, console: ConsoleLog, ctx: DistContext, store: Che
         console.info(f"Rollouts: vLLM ({settings.rollout.vllm_mode})")
     return GRPOTrainer(trainer_settings(settings), policy, data.train, data.validation, env_factory,
                        optimizer, scheduler, console, sinks, store, ctx=ctx, ref_model=ref_model,
-                       rollout_policy=rollout_policy)
+                       rollout_policy=rollout_policy, judge=judge)
 
 
 def run_training(settings: Settings, resume: bool = False, resume_from: str | None = None,
