@@ -12,6 +12,7 @@ from inboxrl.grpo.advantages import assign_advantages
 from inboxrl.grpo.grad_sync import GradSync
 from inboxrl.grpo.update import UpdateSettings, policy_update
 from inboxrl.parallel import LOCAL, init_from_env, shard_range, shutdown
+from inboxrl.parallel.fsdp import shard_model
 from inboxrl.policy.loading import enable_activation_checkpointing
 
 CASES = ("token_mean", "seq_mean", "constant", "token_mean_idle_rank", "seq_mean_kl_idle_rank",
@@ -43,14 +44,24 @@ def my_groups(trajs: list, rank: int, world: int) -> list:
     return [t for t in trajs if t.group_id in mine]
 
 
-def run_case(case: str, sync: GradSync) -> dict:
-    """One update of a tiny model (SGD, clipping on, small budget: several micro-batches)."""
-    trajs = my_groups(case_trajectories(case), sync.ctx.rank, sync.ctx.world_size)
+def _full_state(model, fsdp: bool) -> dict:
+    if not fsdp:
+        return model.state_dict()
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))  # on every rank
+
+
+def run_case(case: str, ctx=LOCAL, fsdp: bool = False) -> dict:
+    """One update of a tiny model (SGD, clipping on, small budget: several micro-batches);
+    ``fsdp``: the model sharded over ``ctx``'s ranks (FSDP2) instead of replicated (DDP)."""
+    trajs = my_groups(case_trajectories(case), ctx.rank, ctx.world_size)
     model = tiny_model(5)
     if case.endswith("_checkpointing"):
         enable_activation_checkpointing(model)
         case = case.removesuffix("_checkpointing")
     before = copy.deepcopy(model.state_dict())
+    sync = GradSync(ctx, fsdp=shard_model(model, ctx) if fsdp else None)
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
     agg = case.removesuffix("_idle_rank").removesuffix("_kl")
     kl = "_kl" in case
@@ -58,19 +69,20 @@ def run_case(case: str, sync: GradSync) -> dict:
                               beta=0.1 if kl else 0.0, num_iterations=2 if kl else 1)
     ref = tiny_model(6) if kl else None
     stats = policy_update(model, opt, None, trajs, settings, pad_id=0, ref_model=ref, sync=sync)
-    return {"stats": stats.__dict__, "before": before, "after": model.state_dict()}
+    local = sum(p.to_local().numel() if fsdp else p.numel() for p in model.parameters())  # this rank's share
+    return {"stats": stats.__dict__, "before": before, "after": _full_state(model, fsdp), "local_numel": local}
 
 
 def one_rank_results() -> dict:
-    return {case: run_case(case, GradSync(LOCAL)) for case in CASES}
+    return {case: run_case(case) for case in CASES}
 
 
-def update_worker(rank: int, world: int, port: int, out: str) -> None:
+def update_worker(rank: int, world: int, port: int, out: str, fsdp: bool = False) -> None:
     rank_env(rank, world, port)
     torch.set_num_threads(1)
     ctx = init_from_env(timeout_s=120, allow_cuda=False)
     try:
-        results = {case: run_case(case, GradSync(ctx)) for case in CASES}
+        results = {case: run_case(case, ctx, fsdp) for case in CASES}
         torch.save(results, Path(out) / f"rank{rank}.pt")
     finally:
         shutdown(ctx)

@@ -5,13 +5,12 @@ pushes, and the one clear message when vLLM is missing. Runs on real vLLM are sk
 stated reason where vLLM or CUDA is absent."""
 import importlib.util
 import sys
-import types
-from dataclasses import dataclass
 
 import pytest
 import torch
 
 from _rollout_util import SCHEMAS, FakeEnv, one_thread, scenario  # noqa: F401
+from _vllm_util import CompletionOutput, FakeLLM, Logprob, colocated, install_fake_vllm
 from inboxrl.agent.chat import ChatRenderer
 from inboxrl.agent.rollout import RolloutRequest, RolloutSettings, run_rollouts
 from inboxrl.agent.trajectory import ToolCall
@@ -24,76 +23,14 @@ SEARCH = ToolCall("search_emails", {"keywords": ["lease"]})
 ANSWER = ToolCall("return_final_answer", {"answer": "answer 1", "sources": ["<m1@x>"]})
 
 
-# -- fakes shaped like vLLM's objects ------------------------------------------------------------
-@dataclass
-class Logprob:  # vllm.logprobs.Logprob
-    logprob: float
-    rank: int | None = None
-    decoded_token: str | None = None
-
-
-@dataclass
-class CompletionOutput:  # vllm.outputs.CompletionOutput (the fields used)
-    index: int
-    text: str
-    token_ids: tuple
-    cumulative_logprob: float | None
-    logprobs: list | None
-    finish_reason: str | None = "stop"
-
-
-class RequestOutput:  # vllm.outputs.RequestOutput (the fields used)
-    def __init__(self, prompt_token_ids, outputs):
-        self.prompt_token_ids, self.outputs, self.finished = prompt_token_ids, outputs, True
-
-
-class FakeLLM:
-    """``generate(prompts, params, use_tqdm, lora_request)`` answering each prompt with the next
-    scripted turn for its question (tool-call text + eos + trailing junk after the call)."""
-
-    def __init__(self, tok, scripts):
-        self.tok, self.scripts, self.calls = tok, scripts, []
-
-    def generate(self, prompts, params, use_tqdm=True, lora_request=None):
-        self.calls.append((prompts, params, lora_request))
-        outs = []
-        for prompt, p in zip(prompts, params):
-            text = self.tok.decode(prompt["prompt_token_ids"])
-            question = next(q for q in self.scripts if q in text)
-            turn = text.count("<|im_start|>tool")
-            reply = self.scripts[question][turn]
-            ids = self.tok.encode(reply, add_special_tokens=False)[: p["max_tokens"]]
-            lps = [-0.01 * (i + 1) for i in range(len(ids))]
-            outs.append(RequestOutput(prompt["prompt_token_ids"], [CompletionOutput(
-                0, reply, tuple(ids), sum(lps), [{t: Logprob(lp, 1)} for t, lp in zip(ids, lps)])]))
-        return outs
-
-
 @pytest.fixture
 def fake_vllm(monkeypatch):
-    """A ``vllm`` module with ``SamplingParams`` (a dict), ``inputs.TokensPrompt`` and
-    ``lora.request.LoRARequest`` as the real one names them."""
-    vllm = types.ModuleType("vllm")
-    vllm.SamplingParams = lambda **kw: dict(kw)
-    inputs = types.ModuleType("vllm.inputs")
-    inputs.TokensPrompt = lambda prompt_token_ids: {"prompt_token_ids": prompt_token_ids}
-    lora = types.ModuleType("vllm.lora")
-    request = types.ModuleType("vllm.lora.request")
-    request.LoRARequest = lambda name, int_id, path: ("lora", name, int_id, path)
-    for name, mod in {"vllm": vllm, "vllm.inputs": inputs, "vllm.lora": lora, "vllm.lora.request": request}.items():
-        monkeypatch.setitem(sys.modules, name, mod)
-    return vllm
+    return install_fake_vllm(monkeypatch)
 
 
 @pytest.fixture(scope="module")
 def tok(one_thread):
     return make_tiny_model(seed=0)[1]
-
-
-def colocated(llm):
-    backend = ColocatedBackend.__new__(ColocatedBackend)  # no vllm.LLM here: the fake stands in
-    backend.llm, backend.lora_request, backend.asleep, backend.can_sleep = llm, None, False, False
-    return backend
 
 
 def settings(**kw):

@@ -1,4 +1,5 @@
-"""Data-parallel GRPO update: 2 gloo processes give the 1-process update of the same groups."""
+"""Data-parallel GRPO update: 2 gloo processes give the 1-process update of the same groups,
+with replicated parameters (DDP) and with sharded ones (FSDP2, ``--fsdp``)."""
 import pytest
 import torch
 
@@ -35,10 +36,10 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm().clamp(min=1e-30))
 
 
-@pytest.fixture(scope="module")
-def two_rank(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ddp")
-    spawn(update_worker, 2, str(out))
+@pytest.fixture(scope="module", params=["ddp", "fsdp"])
+def two_rank(request, tmp_path_factory):
+    out = tmp_path_factory.mktemp(request.param)
+    spawn(update_worker, 2, str(out), request.param == "fsdp")
     return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
 
 
@@ -74,6 +75,16 @@ def test_two_ranks_equal_one_rank(two_rank, one_rank, case):
         assert moved > 1e-4  # the update did something
     assert all(torch.equal(two_rank[0][case]["after"][k], two_rank[1][case]["after"][k])
                for k in two_rank[0][case]["after"])
+
+
+def test_fsdp_shards_the_parameters(two_rank, one_rank, request):
+    """DDP: every rank holds the whole model; FSDP: each holds a part, the parts add up to it."""
+    total = sum(p.numel() for p in one_rank["token_mean"]["before"].values())
+    local = [rank["token_mean"]["local_numel"] for rank in two_rank]
+    if request.node.callspec.params["two_rank"] == "ddp":
+        assert local == [total, total]
+    else:
+        assert sum(local) == total and max(local) < 0.6 * total
 
 
 def test_collective_with_an_absent_peer_times_out(tmp_path):

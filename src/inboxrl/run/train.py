@@ -37,6 +37,7 @@ from inboxrl.run.data import RunData, resolve_data
 from inboxrl.run.env import make_env_factory, make_run_judge
 from inboxrl.run.checks import check_context_budget, frozen_reference, usable_output_dir
 from inboxrl.run.model import load_policy
+from inboxrl.run.vllm import select_rollout_policy
 from inboxrl.settings.sections import Settings
 from inboxrl.settings.base import ConfigError
 from inboxrl.utils.atomic import atomic_write_json
@@ -157,12 +158,7 @@ def _build(settings: Settings, console: ConsoleLog, ctx: DistContext, store: Che
              if ctx.is_main else lambda **_: NullSinks())
     judge = make_run_judge(settings.judge, out)  # closed with the run (GRPOTrainer.close)
     env_factory = make_env_factory(data.db_path, judge, settings.rollout.max_turns)
-    rollout_policy = None
-    if settings.rollout.rollout_engine == "vllm":
-        from inboxrl.run.vllm import vllm_rollout_policy
-
-        rollout_policy = vllm_rollout_policy(settings, policy, out)
-        console.info(f"Rollouts: vLLM ({settings.rollout.vllm_mode})")
+    rollout_policy = select_rollout_policy(settings, policy, out, console.info)
     return GRPOTrainer(trainer_settings(settings), policy, data.train, data.validation, env_factory,
                        optimizer, scheduler, console, sinks, store, ctx=ctx, ref_model=ref_model,
                        rollout_policy=rollout_policy, judge=judge)
