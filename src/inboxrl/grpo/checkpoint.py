@@ -59,10 +59,11 @@ def _fsync_tree(root: Path) -> None:
         if path.is_file():
             with open(path, "rb") as f:
                 os.fsync(f.fileno())
-    _fsync_dir(root)
+    fsync_dir(root)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """fsync a directory (its entries: renames, creations, deletions)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -114,10 +115,10 @@ def _install(tmp: Path, final: Path) -> None:
     if final.exists():
         old = final.with_name(f".{final.name}.old-{os.getpid()}")
         os.replace(final, old)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         fault_point("best.replace_moved" if final.name == BEST else "ckpt.replace_moved")
     os.replace(tmp, final)
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -126,7 +127,7 @@ def _discard(path: Path, point: str | None = None) -> None:
     """Rename ``path`` out of the listed namespace (``.NAME.trash-PID``), then delete it."""
     trash = path.with_name(f".{path.name}.trash-{os.getpid()}")
     os.replace(path, trash)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     if point:
         fault_point(point)
         files = sorted(p for p in trash.rglob("*") if p.is_file())
@@ -163,18 +164,19 @@ def recover(root: str | Path) -> list[str]:
             os.replace(path, target)
             done.append(f"restored {target.name} from {path.name}")
             continue
-        _remove(path)
+        remove(path)
         done.append(f"removed {path.name}")
     for path in sorted(root.iterdir()):
         if _NAME.match(path.name) and path.is_dir() and not is_complete(path):
-            _remove(path)
+            remove(path)
             done.append(f"removed incomplete {path.name} ({manifest_problem(path) or 'incomplete'})")
     if done:
-        _fsync_dir(root)
+        fsync_dir(root)
     return done
 
 
-def _remove(path: Path) -> None:
+def remove(path: Path) -> None:
+    """Delete a file, link or directory tree (what is not there is fine)."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
     else:

@@ -42,6 +42,7 @@ from typing import Any, Callable, Mapping
 
 from inboxrl.agent.rollout import RolloutRequest, RolloutSettings
 from inboxrl.agent.trajectory import Trajectory, save_jsonl
+from inboxrl.email.judge_pool import close_judge
 from inboxrl.grpo import checkpoint as ckpt
 from inboxrl.grpo.checkpoint_fsdp import gather_full_state, load_full_state
 from inboxrl.grpo.advantages import assign_advantages
@@ -71,7 +72,8 @@ def check_world_size(recorded: Mapping[str, Any], ctx: DistContext, path: Path) 
     if n != ctx.world_size:
         how = f"torchrun --nproc_per_node {n} ..." if n > 1 else "one process (python train_grpo.py ...)"
         raise ConfigError(f"checkpoint {path} was written by a run of {n} process(es), this run has "
-                          f"{ctx.world_size}: resume it with {how}, or start a new run (--fresh)")
+                          f"{ctx.world_size}: resume it with {how}, or start a new run (a new --output-dir or "
+                          "--overwrite-output-dir)")
 
 
 @dataclass(frozen=True)
@@ -103,10 +105,11 @@ class GRPOTrainer:
     def __init__(self, settings: TrainerSettings, policy, train_scenarios, val_scenarios, env_factory: Callable,
                  optimizer, scheduler, console, sinks_factory: Callable[..., Any], store: CheckpointStore,
                  ctx: DistContext = LOCAL, ref_model: Any = None, rollout_policy: Any = None,
-                 fsdp: Any = None) -> None:
+                 judge: Any = None, fsdp: Any = None) -> None:
         """``rollout_policy`` samples the rollouts and evals when it is not ``policy`` itself (a
-        vLLM policy, ``.vllm``: the trained model is pushed to it after every update). ``fsdp``:
-        the root unit of ``policy.model`` sharded over the ranks (:mod:`inboxrl.parallel.fsdp`)."""
+        vLLM policy, ``.vllm``: the trained model is pushed to it after every update). ``judge``
+        (the environments' judge) is closed with the run: a concurrent judge's threads stop.
+        ``fsdp``: the root unit of ``policy.model`` sharded over the ranks (:mod:`inboxrl.parallel.fsdp`)."""
         self.settings, self.policy, self.env_factory = settings, policy, env_factory
         self.rollout_policy = rollout_policy or policy
         self.val_scenarios = val_scenarios
@@ -119,6 +122,7 @@ class GRPOTrainer:
         self.state = TrainerState()
         self.sampler = ScenarioSampler(train_scenarios, seed=settings.seed)
         self.ctx, self.sync = ctx, GradSync(ctx, fsdp=fsdp)  # the ranks of a data-parallel run (LOCAL: one)
+        self.judge = judge
 
     # -- resume ----------------------------------------------------------------------------
     def restore(self, resume: bool, resume_from: str | None, fresh: bool) -> None:
@@ -169,7 +173,9 @@ class GRPOTrainer:
         self.sinks = self.sinks_factory(start_step=s.step, last_eval_step=s.last_eval_step)
 
     def close(self) -> None:
-        """Close the sinks and release the output directory's lock (idempotent)."""
+        """Close the sinks and the judge and release the output directory's lock (idempotent);
+        on an error or Ctrl-C too (``fit``, ``restore``)."""
+        close_judge(self.judge)
         if self.sinks is not None:
             self.sinks.close()
         self.store.close()

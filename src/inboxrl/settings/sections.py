@@ -221,6 +221,10 @@ class LoopConfig(Section):
                               check="nonneg", free=True)
     keep_checkpoints: int = setting(2, "Keep the last K (>= 1) step checkpoints (the best is always kept).",
                                     "KEEP_CHECKPOINTS", check="positive", free=True)
+    overwrite_output_dir: bool = setting(False, "A new run (not --resume) in an output_dir that holds an earlier "
+                                         "run's checkpoints deletes that run's checkpoints, best/, metrics, "
+                                         "eval logs, trajectories and wandb_run.json (without it: an error).",
+                                         "OVERWRITE_OUTPUT_DIR", free=True)
     target_accuracy: float = setting(1.01, "Stop when eval accuracy reaches this (>1 = never).",
                                      "TARGET_ACCURACY", free=True)
     patience: int = setting(0, "Stop after this many evals without improvement (0 = never).", "PATIENCE",
