@@ -106,3 +106,62 @@ def timeout_worker(rank: int, world: int, port: int, out: str) -> None:
     except Exception as e:  # the timeout surfaces as a RuntimeError subclass (DistBackendError)
         error = f"{type(e).__name__}: {e}"
     (Path(out) / "timeout.json").write_text(json.dumps({"elapsed": time.monotonic() - t0, "error": error}))
+
+
+def _rollout_requests() -> list:
+    """Groups 0 and 1 (rank 0 of 2) and group 2 (rank 1): rank 0 decodes twice the rollouts."""
+    from _rollout_util import scenario
+    from inboxrl.agent.rollout import RolloutRequest
+
+    return [RolloutRequest(scenario(g, "Where is it" + " really" * (2 * g) + "?"), g, j)
+            for g in range(3) for j in range(2)]
+
+
+def _rollouts(policy, sync, seed: int) -> list:
+    from _rollout_util import FakeEnv
+    from inboxrl.agent.rollout import RolloutSettings
+    from inboxrl.grpo.sharding import sharded_rollouts
+
+    settings = RolloutSettings(max_turns=2, max_new_tokens=10, max_context_tokens=1024, progress=False,
+                               seed=seed, batch_size=1)
+    with sync.full_weights():
+        return sharded_rollouts(policy, _rollout_requests(), lambda sc: FakeEnv(sc, max_turns=2), settings,
+                                sync.ctx)
+
+
+def rollout_case(ctx=LOCAL, fsdp: bool = False) -> dict:
+    """Rollouts, one update on them, rollouts again, on a tiny chat model (sharded with ``fsdp``):
+    the sampled tokens and log-probs of both rounds, and how many forwards this rank ran."""
+    from _rollout_util import SCHEMAS
+    from inboxrl.agent.chat import ChatRenderer
+    from inboxrl.grpo.sharding import local_groups
+    from inboxrl.policy.hf import HFPolicy
+    from inboxrl.policy.tiny import make_tiny_model
+
+    model, tok = make_tiny_model(seed=0)
+    policy = HFPolicy(model, tok, renderer=ChatRenderer(tok, SCHEMAS, few_shot=False))
+    sync = GradSync(ctx, fsdp=shard_model(model, ctx) if fsdp else None)
+    forwards = [0]
+    model.register_forward_hook(lambda *_: forwards.__setitem__(0, forwards[0] + 1))
+    first = _rollouts(policy, sync, seed=3)
+    for t in first:  # share of even sampled ids: groups with spread rewards
+        ids = [i for i, s in zip(t.token_ids, t.sources) if s == "model"]
+        t.reward = sum(i % 2 == 0 for i in ids) / max(len(ids), 1)
+    assign_advantages(first, "rollout", min_group_std=0.0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    stats = policy_update(model, opt, None, local_groups(first, ctx), UpdateSettings(token_budget=256),
+                          pad_id=tok.pad_token_id, sync=sync)
+    second = _rollouts(policy, sync, seed=4)
+    tokens = lambda ts: [(t.token_ids, t.logprobs) for t in ts]  # noqa: E731
+    return {"first": tokens(first), "second": tokens(second), "forwards": forwards[0],
+            "loss": stats.loss, "grad_norm": stats.grad_norm}
+
+
+def rollout_worker(rank: int, world: int, port: int, out: str) -> None:
+    rank_env(rank, world, port)
+    torch.set_num_threads(1)
+    ctx = init_from_env(timeout_s=120, allow_cuda=False)
+    try:
+        torch.save(rollout_case(ctx, fsdp=True), Path(out) / f"rollouts{rank}.pt")
+    finally:
+        shutdown(ctx)

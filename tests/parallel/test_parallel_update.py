@@ -96,3 +96,23 @@ def test_collective_with_an_absent_peer_times_out(tmp_path):
     got = json.loads((tmp_path / "timeout.json").read_text())
     assert got["error"] is not None, "the all-reduce returned without its peer"
     assert got["elapsed"] < 6  # failed on the 2 s timeout, before the peer left at 6 s
+
+
+def test_fsdp_rollouts_with_unequal_forwards_equal_one_rank(tmp_path):
+    """Rank 0 runs twice the rollouts of rank 1 on the sharded model (rank-local forwards on the
+    gathered weights, no collective per forward): nothing hangs, the trajectories are the
+    one-rank ones, and so are the update between the two rounds and the second round."""
+    from _dist_workers import rollout_case, rollout_worker
+
+    spawn(rollout_worker, 2, str(tmp_path))
+    two = [torch.load(tmp_path / f"rollouts{r}.pt", weights_only=False) for r in range(2)]
+    one = rollout_case()
+    assert two[0]["forwards"] > two[1]["forwards"] > 0  # unequal numbers of forwards per rank
+    for rank in two:
+        assert rank["loss"] == pytest.approx(one["loss"], rel=1e-6, abs=1e-9)
+        assert rank["grad_norm"] == pytest.approx(one["grad_norm"], rel=1e-6)
+        for key in ("first", "second"):
+            assert [ids for ids, _ in rank[key]] == [ids for ids, _ in one[key]], key
+            for (_, lp2), (_, lp1) in zip(rank[key], one[key]):
+                assert lp2 == pytest.approx(lp1, abs=1e-5), key
+    assert one["grad_norm"] > 0 and one["first"] != one["second"]

@@ -244,11 +244,14 @@ def _prune(output_dir: Path, keep_last: int, protect_step: int | None) -> None:
 
 def save_checkpoint(output_dir: str | Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler, trainer_state: dict[str, Any], keep_last: int = 3,
-                    protect_step: int | None = None, rank_rng: list[dict[str, Any]] | None = None) -> Path:
+                    protect_step: int | None = None, rank_rng: list[dict[str, Any]] | None = None,
+                    full_state: tuple[dict, dict] | None = None) -> Path:
     """Write ``checkpoint-{step:04d}`` atomically and prune to the last ``keep_last`` (>= 1),
     never the one of step ``protect_step`` (the best checkpoint's).
 
     ``rank_rng``: every rank's :func:`rng_state` (rank order) for a data-parallel run.
+    ``full_state``: the (weights, optimizer) state dicts to write instead of ``model``'s and
+    ``optimizer``'s own (a sharded FSDP model: :mod:`inboxrl.grpo.checkpoint_fsdp`).
 
     ``trainer_state`` must be JSON-serialisable; ``step`` is stored in it. Returns the final path.
     """
@@ -259,9 +262,10 @@ def save_checkpoint(output_dir: str | Path, step: int, model: torch.nn.Module, o
     final = root / f"{PREFIX}{step:04d}"
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=root))
     try:
-        model.save_pretrained(tmp)
+        weights, optim_state = full_state if full_state is not None else (None, optimizer.state_dict())
+        model.save_pretrained(tmp, **({} if weights is None else {"state_dict": weights}))
         fault_point("ckpt.partial")
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(optim_state, tmp / "optimizer.pt")
         if scheduler is not None:
             torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         torch.save(_rng_state(), tmp / "rng.pt")
@@ -346,13 +350,18 @@ def read_state(path: str | Path) -> dict[str, Any]:
 
 
 def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
-                    scheduler=None, restore_rng: bool = True) -> dict[str, Any]:
-    """Restore weights/adapter in place, the optimizer, scheduler and RNG states; return the trainer state."""
+                    scheduler=None, restore_rng: bool = True,
+                    load_weights: Callable[[Path], None] | None = None) -> dict[str, Any]:
+    """Restore weights/adapter in place, the optimizer, scheduler and RNG states; return the trainer state.
+    ``load_weights(path)``, when given, restores the weights and the optimizer instead (FSDP)."""
     path = Path(path)
     state = read_state(path)
-    _load_weights(path, model)
+    if load_weights is not None:
+        load_weights(path)
+    else:
+        _load_weights(path, model)
     device = next(model.parameters()).device
-    if optimizer is not None:
+    if optimizer is not None and load_weights is None:
         optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location=device, weights_only=True))
     if scheduler is not None and (path / "scheduler.pt").is_file():
         scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))

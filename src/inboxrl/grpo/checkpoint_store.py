@@ -92,14 +92,15 @@ class CheckpointStore:
     # -- writing ----------------------------------------------------------------------------------
     def save(self, step: int, model: Any, optimizer: Any, scheduler: Any, state: dict[str, Any],
              best: bool = False, best_extra: Callable[[Path], None] | None = None,
-             rank_rng: list[dict[str, Any]] | None = None) -> Path | None:
+             rank_rng: list[dict[str, Any]] | None = None,
+             full_state: tuple[dict, dict] | None = None) -> Path | None:
         """Write ``checkpoint-{step}`` (protecting the best one from pruning), then, when this
         step is the new best, ``best/`` from it. ``state["best_step"]`` must already name it."""
         if not self.main:
             return None
         best_step = state.get("best_step")
         path = ckpt.save_checkpoint(self.root, step, model, optimizer, scheduler, state,
-                                    keep_last=self.keep_last, rank_rng=rank_rng,
+                                    keep_last=self.keep_last, rank_rng=rank_rng, full_state=full_state,
                                     protect_step=best_step if isinstance(best_step, int) else None)
         if best:
             fault_point("best.before_copy")

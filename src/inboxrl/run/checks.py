@@ -55,3 +55,18 @@ def frozen_reference(model: Any) -> Any:
     ref.eval()
     ref.requires_grad_(False)
     return ref
+
+
+def check_fsdp(settings: Any) -> None:
+    """``fsdp`` with what it cannot serve: a vLLM rollout engine (it would need the full weights
+    pushed from the shards after every update) and the frozen full copy that full fine-tuning
+    keeps as the KL reference (a whole replica on every rank: the memory FSDP is there to save)."""
+    if not settings.model.fsdp:
+        return
+    if settings.rollout.rollout_engine == "vllm":
+        raise ConfigError("fsdp=true does not work with rollout_engine=vllm: use rollout_engine=hf with "
+                          "--fsdp, or vLLM without it")
+    if settings.grpo.beta > 0 and not settings.model.use_lora:
+        raise ConfigError("fsdp=true with beta > 0 needs use_lora=true (the KL reference is then the model "
+                          "with its adapter disabled); full fine-tuning would keep a whole frozen copy on "
+                          "every rank: set beta=0, use_lora=true, or fsdp=false")

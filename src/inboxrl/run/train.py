@@ -32,10 +32,11 @@ from inboxrl.grpo.trainer import GRPOTrainer, TrainerSettings
 from inboxrl.logs.console import ConsoleLog
 from inboxrl.logs.sinks import MetricsSinks
 from inboxrl.parallel import LOCAL, DistContext, init_from_env, shutdown
+from inboxrl.parallel.fsdp import shard_model
 from inboxrl.run import warm_start
 from inboxrl.run.data import RunData, resolve_data
 from inboxrl.run.env import make_env_factory, make_run_judge
-from inboxrl.run.checks import check_context_budget, frozen_reference, usable_output_dir
+from inboxrl.run.checks import check_context_budget, check_fsdp, frozen_reference, usable_output_dir
 from inboxrl.run.model import load_policy
 from inboxrl.run.vllm import select_rollout_policy
 from inboxrl.settings.sections import Settings
@@ -130,6 +131,7 @@ def build_trainer(settings: Settings, console: ConsoleLog, ctx: DistContext = LO
 
 def _build(settings: Settings, console: ConsoleLog, ctx: DistContext, store: CheckpointStore) -> GRPOTrainer:
     out = store.output_dir
+    check_fsdp(settings)
     seed_everything(settings.run.seed)
     data = main_first(ctx, lambda: resolve_data(settings.data, settings.run.seed))
     console.info(f"Data: {data.source}: {len(data.train)} train / {len(data.validation)} validation scenarios")
@@ -148,6 +150,7 @@ def _build(settings: Settings, console: ConsoleLog, ctx: DistContext, store: Che
                          settings.rollout.max_tokens)
     # the KL reference: LoRA disables its adapter; full fine-tuning keeps the initial weights frozen
     ref_model = frozen_reference(policy.model) if settings.grpo.beta > 0 and not model.use_lora else None
+    fsdp = shard_policy(policy, model, ctx, console)
     optimizer = make_optimizer(policy.model, lr=optim.learning_rate, weight_decay=optim.weight_decay)
     scheduler = make_scheduler(optimizer, warmup_steps=optim.warmup_steps, total_steps=max(optim.max_steps, 1),
                                kind=optim.lr_scheduler)
@@ -161,7 +164,24 @@ def _build(settings: Settings, console: ConsoleLog, ctx: DistContext, store: Che
     rollout_policy = select_rollout_policy(settings, policy, out, console.info)
     return GRPOTrainer(trainer_settings(settings), policy, data.train, data.validation, env_factory,
                        optimizer, scheduler, console, sinks, store, ctx=ctx, ref_model=ref_model,
-                       rollout_policy=rollout_policy, judge=judge)
+                       rollout_policy=rollout_policy, judge=judge, fsdp=fsdp)
+
+
+def shard_policy(policy: Any, model: Any, ctx: DistContext, console: ConsoleLog) -> Any:
+    """The FSDP root of ``policy.model`` sharded over the ranks when ``fsdp`` asks for it (before
+    the optimizer is built: it holds the shards); None otherwise. One process: ignored, said so."""
+    if not model.fsdp:
+        return None
+    if not ctx.distributed:
+        console.info("FSDP: a single process has nothing to shard; training as one rank "
+                     "(start several with torchrun --nproc_per_node N)")
+        return None
+    try:
+        root = shard_model(policy.model, ctx)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    console.info(f"FSDP: parameters sharded over {ctx.world_size} ranks (one unit per decoder layer)")
+    return root
 
 
 def run_training(settings: Settings, resume: bool = False, resume_from: str | None = None,

@@ -98,6 +98,13 @@ class ModelConfig(Section):
         "in the backward pass instead of keeping them; less memory per micro-batch, about one more forward "
         "of compute (bench/activation_memory.py). GRPO update and SFT; the shared-prefix forward is then off "
         "(checkpointed layers drop the KV cache).", "GRADIENT_CHECKPOINTING", free=True)
+    fsdp: bool = setting(
+        False, "Shard the parameters, gradients and optimizer state over the ranks of a torchrun run "
+        "(FSDP2: Zhao et al., 2023, \"PyTorch FSDP: Experiences on Scaling Fully Sharded Data Parallel\"): one "
+        "unit per decoder layer, for a model that does not fit one device; rollouts and evals gather the "
+        "full weights once per phase. Off: every rank holds the whole model (DDP). One process: ignored "
+        "(nothing to shard). Not with rollout_engine=vllm, nor with beta > 0 under full fine-tuning.",
+        "FSDP", free=True)
     init_from: str = setting("", "Start from this checkpoint or model directory (e.g. a warm-start SFT "
                              "result) instead of model_name's weights.", "INIT_FROM")
 
