@@ -125,6 +125,7 @@ def test_an_interrupted_eval_with_a_hung_judge_exits_at_once(server, tmp_path):
         t0 = time.monotonic()
         _, err = proc.communicate(timeout=120)
         exited_after = time.monotonic() - t0
+        print(f"exited {exited_after:.2f} s after Ctrl-C")  # docs/results.md
     finally:
         proc.kill()
     assert proc.returncode == 130 and "interrupted" in err, err[-2000:]

@@ -21,10 +21,15 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from _dist_util import free_port
 from _golden_run import strip
+from inboxrl.grpo.checkpoint import list_checkpoints
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+import fault_drill  # noqa: E402
 
 HERE = Path(__file__).resolve().parents[1]  # tests/
 ROOT = HERE.parent
@@ -43,12 +48,12 @@ def torchrun(args: list[str], nproc: int = 2, timeout: float = LIMIT_S, **env) -
     return subprocess.run(cmd, env=_env(**env), capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 
-def dp_run(work: Path, variant: str, out: Path, *extra: str, nproc: int = 2, **env):
+def dp_run(work: Path, variant: str, out: Path, *extra: str, nproc: int = 2, timeout: float = LIMIT_S, **env):
     script = [str(HERE / "_dp_run.py"), "train", str(work), variant, str(out), *extra]
     if nproc == 1:
         return subprocess.run([sys.executable, *script], env=_env(**env), capture_output=True, text=True,
-                              timeout=LIMIT_S, cwd=ROOT)
-    return torchrun(script, nproc=nproc, **env)
+                              timeout=timeout, cwd=ROOT)
+    return torchrun(script, nproc=nproc, timeout=timeout, **env)
 
 
 def outputs(out: Path) -> dict:
@@ -196,6 +201,35 @@ def test_fsdp_resume_is_bit_identical(fsdp_run, work):
     oa, ob = (torch.load(d / "checkpoints" / "checkpoint-0002" / "optimizer.pt", weights_only=True)
               for d in (fsdp_run, resumed))
     assert all(oa["state"][i][k].equal(ob["state"][i][k]) for i in oa["state"] for k in oa["state"][i])
+
+
+def test_a_kill_of_rank_0_while_checkpointing_then_a_two_rank_resume_equals_the_run(masked_run, work):
+    """Rank 0 SIGKILLs itself with the step-2 checkpoint written but not installed: the job ends
+    non-zero (torchrun stops rank 1, bounded by the subprocess timeout: it must not hang); a
+    2-rank ``--resume`` (from checkpoint-0001) then equals the uninterrupted 2-rank run: every
+    checkpoint bit-identical (weights, optimizer, scheduler, RNG of each rank), each metrics step
+    once with the same values, nothing left over."""
+    ref, _ = masked_run
+    out = work / "killed2"
+    proc = dp_run(work, "masked", out, "SAVE_STEPS=1", INBOXRL_FAULT="ckpt.before_install:2", timeout=180)
+    assert proc.returncode != 0, proc.stdout[-2000:]
+    assert any(p.name.startswith(".checkpoint-0002.tmp-") for p in (out / "checkpoints").iterdir())
+    assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["checkpoint-0001"]
+    proc = dp_run(work, "masked", out, "SAVE_STEPS=1", DP_RESUME="1")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert "Resumed from" in proc.stdout and "checkpoint-0001" in proc.stdout
+    names = [p.name for p in list_checkpoints(out / "checkpoints")]
+    assert names == [p.name for p in list_checkpoints(ref / "checkpoints")]
+    for name in names:
+        a, b = ref / "checkpoints" / name, out / "checkpoints" / name
+        assert fault_drill._same_checkpoint(a, b, ref, out) is None, name
+        assert fault_drill._tensors_equal(torch.load(a / "rng_ranks.pt", weights_only=True),
+                                          torch.load(b / "rng_ranks.pt", weights_only=True)), name
+    for name in ("metrics.jsonl", "eval_metrics.jsonl"):
+        got, want = fault_drill._rows(out / name), fault_drill._rows(ref / name)
+        assert [r["step"] for r in got] == [r["step"] for r in want]
+        assert [fault_drill._untimed(r) for r in got] == [fault_drill._untimed(r) for r in want], name
+    assert fault_drill.leftovers(out) == []
 
 
 def test_resume_with_another_number_of_processes_stops(masked_run, work):
