@@ -149,6 +149,19 @@ def test_fsdp_two_processes_reproduce_the_one_process_run(fsdp_run):
     assert [json.loads(r)["step"] for r in (fsdp_run / "metrics.jsonl").read_text().splitlines()] == [1, 2]
 
 
+def test_fsdp_kl_run_reproduces_the_one_process_run(work):
+    """The golden rollout run (LoRA with beta > 0: the KL reference is the adapter-disabled model,
+    run on the gathered weights; 2 iterations, 2 accumulated batches, seq_mean) with FSDP."""
+    out = work / "fsdp2_kl"
+    proc = dp_run(work, "rollout", out, "FSDP=true")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    want = json.loads((HERE / "golden" / "refactor_rollout.json").read_text())
+    # every rank packs its own groups: the step's micro-batches (summed over ranks) may be more
+    diffs = [d for d in differences(outputs(out), want) if ".num_micro_batches:" not in d]
+    assert not diffs, f"{len(diffs)} differences, first: " + "; ".join(diffs[:10])
+    assert [json.loads(r)["kl"] > 0 for r in (out / "metrics.jsonl").read_text().splitlines()] == [True, True]
+
+
 def test_fsdp_checkpoint_has_the_one_process_format(fsdp_run, masked_run, work):
     import torch
 
