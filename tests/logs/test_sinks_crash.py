@@ -85,7 +85,10 @@ def test_a_killed_then_resumed_offline_wandb_run_has_each_step_once(tmp_path, mo
     """The killed run logged steps 1-3 to its offline run; the resume from step 2 leaves one
     offline run of the id (nothing hidden either) whose history has each step once: steps <= 2
     with the killed run's values (replayed from metrics.jsonl), 3 and 4 with the resumed run's."""
-    pytest.importorskip("wandb")
+    wandb = pytest.importorskip("wandb")
+    # an earlier test's wandb service would be shared with the forked child and would keep the
+    # killed child's run id "in use"; a real killed run takes its service down with it
+    wandb.teardown()
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
     monkeypatch.setenv("WANDB_SILENT", "true")
 
