@@ -21,11 +21,15 @@ run, and the all-reduce of a gradient as large as the model's trainable paramete
 iteration), divided by the N-process step time. Groups are never filtered here
 (``MIN_GROUP_STD=0``), so every step trains on every rollout.
 
+``--fsdp`` adds a side: the N-process run with the parameters sharded (``--fsdp true``, FSDP2:
+one unit per decoder layer, rollouts on the gathered weights; README, "Several processes and
+GPUs"), next to the replicated (DDP) one, and their ratio.
+
 ``--model tiny`` trains a tiny random Llama (written to a temporary directory; every rollout runs
 to its token budget, so the work per step is fixed) instead of the default SmolLM2-135M.
 
 Run: ``python bench/data_parallel.py [--model default|tiny|DIR] [--nproc 2] [--threads 2]
-[--steps 3] [--groups 4 --group-size 4 --max-turns 2 --max-tokens 32]``.
+[--steps 3] [--groups 4 --group-size 4 --max-turns 2 --max-tokens 32] [--fsdp]``.
 """
 from __future__ import annotations
 
@@ -52,9 +56,10 @@ def run_settings(args: argparse.Namespace, out: Path) -> dict[str, str]:
             "ROLLOUT_BATCH_SIZE": "0", "SEED": "7", "OUTPUT_DIR": str(out), "LEARNING_RATE": "1e-5"}
 
 
-def launch(args: argparse.Namespace, nproc: int, threads: int, out: Path) -> list[dict]:
-    """Run the training command; return its train rows of metrics.jsonl."""
-    env = dict(os.environ, **run_settings(args, out), OMP_NUM_THREADS=str(threads))
+def launch(args: argparse.Namespace, nproc: int, threads: int, out: Path, fsdp: bool = False) -> list[dict]:
+    """Run the training command (``fsdp``: with the parameters sharded); return its train rows
+    of metrics.jsonl."""
+    env = dict(os.environ, **run_settings(args, out), OMP_NUM_THREADS=str(threads), FSDP=str(fsdp).lower())
     if nproc == 1:
         cmd = [sys.executable, str(ROOT / "train_grpo.py")]
     else:
@@ -142,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lora-r", type=int, default=16, help="the run's LoRA rank (the default setting)")
     p.add_argument("--rounds", type=int, default=2, help="interleaved runs of each side")
     p.add_argument("--timeout", type=float, default=3600)
+    p.add_argument("--fsdp", action="store_true", help="also run the N processes with --fsdp true (FSDP2)")
     args = p.parse_args(argv)
     if args.nproc < 2 or args.steps < 2 or args.rounds < 1:
         raise SystemExit("need --nproc >= 2 (on a GPU machine: 2 GPUs), --steps >= 2 (the first is a "
@@ -157,32 +163,48 @@ def main(argv: list[str] | None = None) -> int:
             model.save_pretrained(work / "tiny")
             tokenizer.save_pretrained(work / "tiny")
             args.model = str(work / "tiny")
-        one_rows, many_rows, single_rows = [], [], []
+        one_rows, many_rows, single_rows, fsdp_rows = [], [], [], []
         for r in range(args.rounds):  # interleaved, so that a change of machine load hits every side
             one_rows += launch(args, 1, args.threads, work / f"one{r}")[1:]
             many_rows += launch(args, args.nproc, threads_each, work / f"many{r}")[1:]
+            if args.fsdp:
+                fsdp_rows += launch(args, args.nproc, threads_each, work / f"fsdp{r}", fsdp=True)[1:]
             if threads_each < args.threads:
                 single_rows += launch(args, 1, threads_each, work / f"single{r}")[1:]
-        one, many = summary(one_rows), summary(many_rows)
         comm = measure_comm(args, args.nproc, threads_each, work / "many0", work)
+    report(args, label, threads_each, one_rows, many_rows, single_rows, fsdp_rows, comm)
+    return 0
+
+
+def report(args: argparse.Namespace, label: str, threads_each: int, one_rows: list[dict], many_rows: list[dict],
+           single_rows: list[dict], fsdp_rows: list[dict], comm: dict) -> None:
+    """Print the sides (steps/s, step / rollout / update seconds), their ratios and the
+    communication share of the N-process (DDP) step."""
+    one, many = summary(one_rows), summary(many_rows)
     comm_s = comm["gather_s"] + comm["all_reduce_s"]
     where = "GPU" if torch.cuda.is_available() else "CPU"
     print(f"model {label}, {args.groups} groups x {args.group_size} rollouts, {args.max_turns} turns x "
           f"{args.max_tokens} tokens, {one['steps']} timed steps per side ({args.rounds} interleaved runs), {where}")
-    print(f"{'':32s} {'steps/s':>8s} {'step s':>8s} {'rollout s':>10s} {'update s':>9s}")
+    print(f"{'':36s} {'steps/s':>8s} {'step s':>8s} {'rollout s':>10s} {'update s':>9s}")
     sides = [(f"1 process x {args.threads} threads", one), (f"{args.nproc} processes x {threads_each} thread(s)", many)]
     if single_rows:
         sides.append((f"1 process x {threads_each} thread(s)", summary(single_rows)))
+    if fsdp_rows:
+        sides.append((f"{args.nproc} processes x {threads_each} thread(s) FSDP", summary(fsdp_rows)))
     for name, r in sides:
-        print(f"{name:32s} {r['steps_per_s']:8.4f} {r['step_s']:8.2f} {r['rollout_s']:10.2f} {r['update_s']:9.2f}")
+        print(f"{name:36s} {r['steps_per_s']:8.4f} {r['step_s']:8.2f} {r['rollout_s']:10.2f} {r['update_s']:9.2f}")
     print(f"ratio ({args.nproc} processes / 1 process, steps/s): {many['steps_per_s'] / one['steps_per_s']:.2f}x")
     if single_rows:
         print(f"ratio ({args.nproc} processes x {threads_each} / 1 process x {threads_each} thread(s), steps/s): "
               f"{many['steps_per_s'] / sides[2][1]['steps_per_s']:.2f}x")
+    if fsdp_rows:
+        fsdp = sides[-1][1]
+        print(f"ratio (FSDP / DDP, {args.nproc} processes, steps/s): {fsdp['steps_per_s'] / many['steps_per_s']:.2f}x "
+              f"(update {fsdp['update_s'] / many['update_s']:.2f}x, rollout {fsdp['rollout_s'] / many['rollout_s']:.2f}x "
+              "the DDP time)")
     print(f"communication per step: all-gather of the trajectories {comm['gather_s'] * 1e3:.1f} ms + gradient "
           f"all-reduce {comm['all_reduce_s'] * 1e3:.1f} ms = {comm_s / many['step_s']:.2%} of the "
           f"{args.nproc}-process step")
-    return 0
 
 
 if __name__ == "__main__":

@@ -97,7 +97,7 @@ def train(assets: dict[str, str], out: Path, resume: bool) -> None:
     from inboxrl.run.train import build_trainer
 
     torch.set_num_threads(1)
-    trainer = build_trainer(drill_settings(assets, out), ConsoleLog(verbose=False))
+    trainer = build_trainer(drill_settings(assets, out), ConsoleLog(verbose=False), resume=resume)
     _rig(trainer)
     trainer.restore(resume=resume, resume_from=None, fresh=False)
     trainer.fit()

@@ -6,7 +6,8 @@
   ``inboxrl train`` in each rank with the VARIANT's settings (the golden run's, same parity
   reward), output dir OUT, and the extra settings given; ``DP_FAIL_RANK=r`` (environment) makes
   rank ``r``'s first finished rollout raise, to test that a failing rank ends the job;
-  ``DP_RESUME_FROM=checkpoint`` resumes from that checkpoint (``--resume-from``);
+  ``DP_RESUME_FROM=checkpoint`` resumes from that checkpoint (``--resume-from``), ``DP_RESUME=1``
+  from the latest one in OUT (``--resume``);
 * ``python tests/_dp_run.py collect OUT`` writes ``OUT/outputs.json`` as the golden run does.
 """
 from __future__ import annotations
@@ -42,7 +43,9 @@ def train(work: Path, variant: str, out: Path, extra: list[str]) -> int:
     from inboxrl.cli import main as cli_main
 
     resume_from = os.environ.get("DP_RESUME_FROM")
-    return cli_main(["train", "--resume-from", resume_from] if resume_from else ["train"])
+    if resume_from:
+        return cli_main(["train", "--resume-from", resume_from])
+    return cli_main(["train", "--resume"] if os.environ.get("DP_RESUME") == "1" else ["train"])
 
 
 def main(argv: list[str]) -> int:

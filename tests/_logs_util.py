@@ -58,6 +58,12 @@ def read_wandb_history_keys(run_file: Path) -> list[set[str]]:
     return keys
 
 
+def read_wandb_history(run_file: Path) -> list[dict]:
+    """Each ``history`` record of a finished run file as ``{key: value}`` (with ``_step``)."""
+    return [{it.key or "/".join(it.nested_key): json.loads(it.value_json) for it in rec.history.item}
+            for rec in wait_for_wandb_exit(run_file) if rec.WhichOneof("record_type") == "history"]
+
+
 def read_wandb_records(run_file: Path) -> list:
     """The protobuf ``Record``s of a wandb 0.31 ``run-*.wandb`` file.
 

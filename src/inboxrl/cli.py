@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Callable, Sequence
 
 from inboxrl.settings.base import ConfigError
@@ -32,10 +33,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_sft(args: argparse.Namespace) -> int:
     from inboxrl.logs.console import ConsoleLog
+    from inboxrl.run.checks import usable_output_dir
     from inboxrl.run.data import resolve_data
     from inboxrl.run.warm_start import ensure_warm_start
+    from inboxrl.sft.warm_start import cache_dir
 
     settings = settings_from_args(args, SFT_SECTIONS)
+    usable_output_dir(settings.run.output_dir)  # before any model is loaded
+    usable_output_dir(cache_dir(settings.sft.sft_cache_dir), "sft_cache_dir", "--sft-cache-dir")
     console = ConsoleLog(verbose=settings.run.verbose)
     data = resolve_data(settings.data, settings.run.seed)
     path = ensure_warm_start(settings, data, console, force=args.force)
@@ -58,7 +63,9 @@ def cmd_eval_reference(args: argparse.Namespace) -> int:
 def cmd_build_db(args: argparse.Namespace) -> int:
     from inboxrl.ingest.readers import build_db
     from inboxrl.email.build_report import BuildOptions
+    from inboxrl.run.checks import usable_output_dir
 
+    usable_output_dir(Path(args.db).parent, "the directory of --db", "--db")
     options = BuildOptions(max_body_chars=args.max_body_chars, max_recipients=args.max_recipients,
                            order_by_date=args.order_by_date)
     report, ingest_report = build_db(args.source, kind=args.kind, db_path=args.db, owner=args.owner,
@@ -80,8 +87,10 @@ def cmd_build_db(args: argparse.Namespace) -> int:
 
 
 def cmd_make_data(args: argparse.Namespace) -> int:
+    from inboxrl.run.checks import usable_output_dir
     from inboxrl.synth.data import make_data
 
+    usable_output_dir(args.out, "make-data output directory", "output directory")
     result = make_data(args.out, seed=args.seed, num_emails=args.num_emails)
     print(result)
     return 0

@@ -9,7 +9,9 @@ import pytest
 from _fault_util import KILLED, run_forked
 from _grpo_util import tiny_model
 from inboxrl.grpo import checkpoint as ckpt
+from inboxrl.grpo import checkpoint_store as ckpt_store
 from inboxrl.grpo.checkpoint_store import CheckpointStore
+from inboxrl.settings.base import ConfigError
 from inboxrl.grpo.optim import make_optimizer
 from inboxrl.utils.run_lock import RunLock, RunLockedError
 
@@ -130,3 +132,52 @@ def test_only_the_main_process_writes(tmp_path, parts):
     store = CheckpointStore(tmp_path, main_process=False)
     assert store.open() == [] and not store.lock.held
     assert _save(store, 1, parts) is None and not (tmp_path / "checkpoints").exists()
+
+
+def _earlier_run(out, parts):
+    """What a finished run leaves: checkpoints, best/, metrics, eval logs, trajectories, wandb id."""
+    store = CheckpointStore(out, keep_last=2)
+    _save(store, 1, parts)
+    _save(store, 2, parts, best_step=2, best=True)
+    for name in ("metrics.jsonl", "eval_metrics.jsonl", "wandb_run.json", "trainer_state.json", "config.json"):
+        (out / name).write_text("{}\n")
+    for sub, name in (("eval_logs", "eval_step_0002.json"), ("trajectories", "step_0002.jsonl"),
+                      ("judge_cache", "ab.json")):
+        (out / sub).mkdir(exist_ok=True)
+        (out / sub / name).write_text("{}\n")
+
+
+def test_a_fresh_start_on_an_earlier_run_is_refused_unless_overwrite(tmp_path, parts):
+    _earlier_run(tmp_path, parts)
+    before = _entries(tmp_path)
+    store = CheckpointStore(tmp_path)
+    with pytest.raises(ConfigError) as err:
+        store.open(fresh=True)
+    assert str(err.value) == (f"output_dir {tmp_path} holds an earlier run (checkpoints of steps 1, 2 and best/): "
+                              "continue it with --resume, choose a new --output-dir, or pass "
+                              "--overwrite-output-dir to delete its outputs")
+    assert not store.lock.held and _entries(tmp_path) == [".inboxrl.lock", *before]  # untouched, unlocked
+    assert CheckpointStore(tmp_path).open(fresh=False) == []  # a resume goes on
+    store = CheckpointStore(tmp_path)
+    store.open(fresh=True, overwrite=True)
+    assert store.overwritten == ["checkpoints", "best", "metrics.jsonl", "eval_metrics.jsonl", "eval_logs",
+                                 "trajectories", "wandb_run.json", "trainer_state.json"]
+    assert _entries(tmp_path) == [".inboxrl.lock", "config.json", "judge_cache"]  # the judge cache is kept
+    store.close()
+    assert CheckpointStore(tmp_path).open(fresh=True) == []  # nothing left to refuse
+
+
+def test_a_kill_in_the_middle_of_an_overwrite_leaves_nothing_listed(tmp_path, parts):
+    _earlier_run(tmp_path, parts)
+
+    def overwrite_killed_at_the_first_delete():
+        ckpt_store.ckpt.remove = lambda path: os.kill(os.getpid(), 9)
+        CheckpointStore(tmp_path).open(fresh=True, overwrite=True)
+
+    assert run_forked(overwrite_killed_at_the_first_delete) == KILLED
+    left = _entries(tmp_path)
+    assert [n for n in left if not n.startswith(".")] == ["config.json", "judge_cache"], left
+    assert any(n.startswith(".checkpoints.trash-") for n in left)
+    notes = CheckpointStore(tmp_path).open(fresh=True)  # no earlier run is listed: no error, and cleaned
+    assert any("removed .checkpoints.trash-" in n for n in notes)
+    assert _entries(tmp_path) == [".inboxrl.lock", "config.json", "judge_cache"]

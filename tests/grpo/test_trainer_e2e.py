@@ -57,7 +57,7 @@ def train_rows(out):
 
 def run(cfg, until=None, resume=False):
     torch.set_num_threads(1)
-    trainer = build_trainer(cfg, ConsoleLog(verbose=False))
+    trainer = build_trainer(cfg, ConsoleLog(verbose=False), resume=resume)
     token_parity_reward(trainer)
     trainer.restore(resume=resume, resume_from=None, fresh=False)
     return trainer.fit(until_step=until)

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from _fault_util import KILLED, run_forked
+from _logs_util import read_wandb_history
 from test_sinks_metrics import eval_stats, step_metrics
 from inboxrl.logs.sinks import MetricsSinks, parse_row, read_metrics, rewind_metrics, wandb_run_id
 
@@ -75,19 +76,47 @@ def test_the_wandb_run_id_is_kept_for_a_resume_only(tmp_path):
     assert second != first and wandb_run_id(tmp_path, resume=True) == second
 
 
-@pytest.mark.timeout(180)
-def test_a_resumed_wandb_run_reopens_the_same_run(tmp_path, monkeypatch):
-    pytest.importorskip("wandb")
+def _offline_entries(root):
+    return sorted(p.name for p in (root / "wandb").iterdir() if "offline-run-" in p.name)
+
+
+@pytest.mark.timeout(240)
+def test_a_killed_then_resumed_offline_wandb_run_has_each_step_once(tmp_path, monkeypatch):
+    """The killed run logged steps 1-3 to its offline run; the resume from step 2 leaves one
+    offline run of the id (nothing hidden either) whose history has each step once: steps <= 2
+    with the killed run's values (replayed from metrics.jsonl), 3 and 4 with the resumed run's."""
+    wandb = pytest.importorskip("wandb")
+    # an earlier test's wandb service would be shared with the forked child and would keep the
+    # killed child's run id "in use"; a real killed run takes its service down with it
+    wandb.teardown()
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
     monkeypatch.setenv("WANDB_SILENT", "true")
-    with MetricsSinks(tmp_path / "run", wandb_project="t", wandb_mode="offline", start_step=0) as s:
-        run_id = s.run.id
-        s.log_train(step_metrics(1))
-    with MetricsSinks(tmp_path / "run", wandb_project="t", wandb_mode="offline", start_step=1) as s:
-        assert s.run.id == run_id
-        s.log_train(step_metrics(2))
-    dirs = sorted(p.name for p in (tmp_path / "wandb" / "wandb").glob("offline-run-*"))
-    assert len(dirs) == 2 and all(run_id in d for d in dirs)
+
+    def first_run():
+        sinks = MetricsSinks(tmp_path / "run", wandb_project="t", wandb_mode="offline", start_step=0)
+        sinks.log_eval(eval_stats(0))
+        for step in (1, 2, 3):
+            sinks.log_train(step_metrics(step))
+        sinks.log_train(step_metrics(4))  # killed half-way through this row
+
+    assert run_forked(first_run, fault="metrics.partial_line:5") == KILLED
+    killed = _offline_entries(tmp_path / "wandb")
+    assert len(killed) == 1
+    with MetricsSinks(tmp_path / "run", wandb_project="t", wandb_mode="offline", start_step=2,
+                      last_eval_step=0) as s:
+        assert killed[0].endswith(f"-{s.run.id}")  # the same run id
+        again = step_metrics(3)
+        again.loss = 9.0  # the resumed run's step 3 differs from the killed run's
+        s.log_train(again)
+        s.log_train(step_metrics(4))
+        s.log_eval(eval_stats(4))
+    left = _offline_entries(tmp_path / "wandb")
+    assert len(left) == 1 and left != killed, left  # a new directory; the killed run's is gone
+    history = read_wandb_history(next((tmp_path / "wandb" / "wandb" / left[0]).glob("run-*.wandb")))
+    assert [h["_step"] for h in history] == [0, 1, 2, 3, 4]
+    assert [h.get("train/loss") for h in history] == [None, 0.5, 0.25, 9.0, 0.125]
+    assert history[0]["eval/accuracy"] == 0.5 and history[4]["eval/accuracy"] == 0.5
+    assert "eval/accuracy" not in history[3]
 
 
 def test_only_rank_0_writes(tmp_path):
@@ -96,3 +125,49 @@ def test_only_rank_0_writes(tmp_path):
     sinks.log_eval(eval_stats(1))
     sinks.close()
     assert sinks.run is None and not (tmp_path / "run").exists()
+
+
+class _FakeWandb:
+    """Records ``wandb.init`` calls and logs; ``rewind=False``: the server refuses ``resume_from``."""
+
+    def __init__(self, rewind):
+        self.rewind, self.inits, self.logged = rewind, [], []
+
+    def init(self, **kwargs):
+        self.inits.append(kwargs)
+        if "resume_from" in kwargs and not self.rewind:
+            raise RuntimeError("rewind is not enabled for this entity")
+        fake = self
+
+        class Run:
+            id, step = kwargs.get("id") or kwargs["resume_from"].split("?")[0], 3
+
+            def log(self, values, step):
+                fake.logged.append((step, sorted(values)[:1]))
+
+            def finish(self):
+                pass
+        return Run()
+
+
+@pytest.mark.parametrize("rewind", [True, False])
+def test_an_online_resume_rewinds_the_run_to_the_step_or_says_it_cannot(tmp_path, monkeypatch, rewind):
+    with MetricsSinks(tmp_path, wandb_mode="disabled", start_step=0) as sinks:
+        sinks.log_eval(eval_stats(0))
+        for step in (1, 2, 3):
+            sinks.log_train(step_metrics(step))
+        sinks.log_eval(eval_stats(2))
+    run_id = wandb_run_id(tmp_path, resume=True)
+    fake = _FakeWandb(rewind)
+    monkeypatch.setitem(__import__("sys").modules, "wandb", fake)
+    notices = []
+    sinks = MetricsSinks(tmp_path, wandb_project="t", wandb_mode="online", start_step=2, notice=notices.append)
+    sinks.log_train(step_metrics(3))
+    sinks.close()
+    if rewind:  # rewound to step 2: its rows are logged again, then the resumed run's steps
+        assert [i.get("resume_from") for i in fake.inits] == [f"{run_id}?_step=2"]
+        assert fake.logged == [(2, ["train/accuracy"]), (2, ["eval/accuracy"]), (3, ["train/accuracy"])]
+    else:  # reopened: wandb has step 3 of the killed run already (run.step 3); nothing is rewritten
+        assert [sorted(i)[:1] for i in fake.inits] == [["config"], ["config"]] and fake.inits[1]["id"] == run_id
+        assert fake.logged == [(3, ["train/accuracy"])]
+        assert any("could not rewind run" in n and "keep the earlier run's values" in n for n in notices)

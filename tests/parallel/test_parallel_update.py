@@ -1,4 +1,5 @@
-"""Data-parallel GRPO update: 2 gloo processes give the 1-process update of the same groups."""
+"""Data-parallel GRPO update: 2 gloo processes give the 1-process update of the same groups,
+with replicated parameters (DDP) and with sharded ones (FSDP2, ``--fsdp``)."""
 import pytest
 import torch
 
@@ -35,10 +36,10 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm().clamp(min=1e-30))
 
 
-@pytest.fixture(scope="module")
-def two_rank(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ddp")
-    spawn(update_worker, 2, str(out))
+@pytest.fixture(scope="module", params=["ddp", "fsdp"])
+def two_rank(request, tmp_path_factory):
+    out = tmp_path_factory.mktemp(request.param)
+    spawn(update_worker, 2, str(out), request.param == "fsdp")
     return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
 
 
@@ -76,6 +77,16 @@ def test_two_ranks_equal_one_rank(two_rank, one_rank, case):
                for k in two_rank[0][case]["after"])
 
 
+def test_fsdp_shards_the_parameters(two_rank, one_rank, request):
+    """DDP: every rank holds the whole model; FSDP: each holds a part, the parts add up to it."""
+    total = sum(p.numel() for p in one_rank["token_mean"]["before"].values())
+    local = [rank["token_mean"]["local_numel"] for rank in two_rank]
+    if request.node.callspec.params["two_rank"] == "ddp":
+        assert local == [total, total]
+    else:
+        assert sum(local) == total and max(local) < 0.6 * total
+
+
 def test_collective_with_an_absent_peer_times_out(tmp_path):
     import json
 
@@ -85,3 +96,23 @@ def test_collective_with_an_absent_peer_times_out(tmp_path):
     got = json.loads((tmp_path / "timeout.json").read_text())
     assert got["error"] is not None, "the all-reduce returned without its peer"
     assert got["elapsed"] < 6  # failed on the 2 s timeout, before the peer left at 6 s
+
+
+def test_fsdp_rollouts_with_unequal_forwards_equal_one_rank(tmp_path):
+    """Rank 0 runs twice the rollouts of rank 1 on the sharded model (rank-local forwards on the
+    gathered weights, no collective per forward): nothing hangs, the trajectories are the
+    one-rank ones, and so are the update between the two rounds and the second round."""
+    from _dist_workers import rollout_case, rollout_worker
+
+    spawn(rollout_worker, 2, str(tmp_path))
+    two = [torch.load(tmp_path / f"rollouts{r}.pt", weights_only=False) for r in range(2)]
+    one = rollout_case()
+    assert two[0]["forwards"] > two[1]["forwards"] > 0  # unequal numbers of forwards per rank
+    for rank in two:
+        assert rank["loss"] == pytest.approx(one["loss"], rel=1e-6, abs=1e-9)
+        assert rank["grad_norm"] == pytest.approx(one["grad_norm"], rel=1e-6)
+        for key in ("first", "second"):
+            assert [ids for ids, _ in rank[key]] == [ids for ids, _ in one[key]], key
+            for (_, lp2), (_, lp1) in zip(rank[key], one[key]):
+                assert lp2 == pytest.approx(lp1, abs=1e-5), key
+    assert one["grad_norm"] > 0 and one["first"] != one["second"]

@@ -10,10 +10,12 @@ from inboxrl.email.judge import NormalizedJudge
 from inboxrl.email.rubric import FOUND_REFERENCE, READ_REFERENCE, ZERO_RESULTS, outcome_reward
 from inboxrl.email.store import EmailStore
 from inboxrl.email.store_build import build_store
-from inboxrl.email.types import Email, Scenario, ToolCall
+from inboxrl.email.types import Scenario, ToolCall
 from inboxrl.reference.agent import IDK, ReferenceAgent, run_reference_episode
 from inboxrl.reference.evaluate import evaluate_reference_agent, format_summary, print_summary, summarize
 from inboxrl.synth.generate import generate
+
+from _reference_util import ME, scenario, small_store  # noqa: F401 (fixture)
 
 MAX_TURNS = 10
 
@@ -69,32 +71,6 @@ def test_print_summary(corpus_db):
     line = buf.getvalue()
     assert s.episodes == 5 and "accuracy" in line and "[read]" in line and "searches" in line
     assert summarize([]).accuracy == 0.0
-
-
-# -- a hand-built inbox -------------------------------------------------------------------
-ME = "pat@corp.com"
-RECORDS = [
-    (Email("<q1@x>", "2001-02-10 09:00:00", "Harbor Point invoice - storage, Q1 2001", "ar@harbor.com", [ME], [], [],
-           "Attached is the storage invoice for Q1 2001. The amount due is $31,250, payable by May 1, 2001."), [ME]),
-    (Email("<q2@x>", "2001-05-10 09:00:00", "Harbor Point invoice - storage, Q2 2001", "ar@harbor.com", [ME], [], [],
-           "Attached is the storage invoice for Q2 2001. The amount due is $44,900, payable by August 1, 2001."), [ME]),
-    (Email("<q3@x>", "2001-08-10 09:00:00", "Harbor Point invoice - storage, Q3 2001", "ar@harbor.com", [ME], [], [],
-           "Attached is the storage invoice for Q3 2001. The amount due is $27,730, payable by November 1, 2001."), [ME]),
-    (Email("<chat@x>", "2001-08-11 09:00:00", "Lunch", "bo@corp.com", [ME], [], [], "Lunch at noon?"), [ME]),
-]
-QUESTION = "What was the amount due on the Q1 2001 storage invoice from Harbor Point?"
-
-
-@pytest.fixture(scope="module")
-def small_store(tmp_path_factory):
-    path = tmp_path_factory.mktemp("small") / "emails.db"
-    build_store(path, RECORDS, progress=False)
-    with EmailStore(path) as s:
-        yield s
-
-
-def scenario(question=QUESTION, answer="$31,250", ids=("<q1@x>",)):
-    return Scenario("t1", question, answer, list(ids), ME, "2001-12-01")
 
 
 def test_reads_distractor_first_then_the_reference(small_store):

@@ -197,6 +197,17 @@ def test_train_then_report(assets, tmp_path):
     assert (out_dir / "eval_logs" / "eval_step_0001.json").is_file()
     out = inboxrl("report", str(out_dir)).stdout
     assert (out_dir / "plots" / "reward.png").is_file() and "wrote" in out
+    # a second new run there: refused (its checkpoints would mix), or, with the overwrite flag, started over
+    again = ["train", *_common(assets, out_dir), *_train_flags(), "--wandb-mode", "disabled"]
+    proc = _failing(*again)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        f"error: output_dir {out_dir} holds an earlier run (checkpoints of steps 1): continue it with --resume, "
+        "choose a new --output-dir, or pass --overwrite-output-dir to delete its outputs"]
+    (out_dir / "trajectories" / "step_0009.jsonl").write_text("{}\n")  # only the earlier run had it
+    out = inboxrl(*again, "--overwrite-output-dir").stdout
+    assert "overwrite_output_dir: deleted the earlier run's checkpoints" in out
+    assert not (out_dir / "trajectories" / "step_0009.jsonl").exists()
+    assert [json.loads(line)["step"] for line in (out_dir / "metrics.jsonl").read_text().splitlines()] == [1]
 
 
 def test_train_grpo_script(assets, tmp_path):
@@ -212,3 +223,25 @@ def test_sft_tiny_model(assets, tmp_path):
     made = [p for p in (tmp_path / "cache").iterdir() if p.is_dir()]
     assert len(made) == 1 and (made[0] / "config.json").is_file()
     assert f"Warm-start model: {made[0]}" in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("where", ["file", "proc"])
+@pytest.mark.parametrize("verb", ["sft", "eval", "make-data", "build-db", "report", "view"])
+def test_every_verb_refuses_an_unusable_output_dir_in_one_line(assets, tmp_path, verb, where):
+    """An output directory that is a file, or cannot be created (/proc/x), stops each verb that
+    writes one with one ``error:`` line and exit 2 (no traceback); ``sft`` and ``eval`` before
+    the model is loaded (the model path does not exist: loading it would be another error)."""
+    (tmp_path / "file").write_text("not a directory")
+    bad = str(tmp_path / "file") if where == "file" else "/proc/inboxrl-x"
+    mbox = tmp_path / "m.mbox"
+    mbox.write_text("From a@b Mon May 14 16:00:00 2001\n" + MAIL.format(n=1, who="dana"))
+    model = ["--model-name", str(tmp_path / "no-such-model")]
+    args = {"sft": ["sft", *_common(assets, Path(bad), model=False), *model],
+            "eval": ["eval", *_common(assets, Path(bad), model=False), *model],
+            "make-data": ["make-data", bad, "--num-emails", "50"],
+            "build-db": ["build-db", str(mbox), "--db", f"{bad}/x.db"],
+            "report": ["report", bad], "view": ["view", bad]}[verb]
+    proc = _failing(*args)
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(err) == 1 and err[0].startswith("error: "), proc.stderr[-2000:]
+    assert bad in err[0] and "no-such-model" not in err[0]

@@ -1,6 +1,7 @@
 """Bad settings stop up front with one readable line and exit status 2: non-finite numbers,
 keep_checkpoints 0, an unusable output_dir, a second run on the same output_dir, a context
-budget with no room for a model token; beta > 0 with full fine-tuning trains against a frozen
+budget with no room for a model token, a new run on an earlier run's checkpoints (unless
+overwrite_output_dir); beta > 0 with full fine-tuning trains against a frozen
 copy of the initial model instead of crashing."""
 from __future__ import annotations
 
@@ -66,6 +67,49 @@ def test_a_second_run_on_the_same_output_dir_is_refused(assets, monkeypatch, cap
         code, err = _train(assets, monkeypatch, capsys, ["--output-dir", str(tmp_path / "out")], model_loads=False)
     assert code == 2 and len(err) == 1 and "is in use by another run" in err[0]
     assert not (tmp_path / "out" / "config.json").exists()  # it wrote nothing
+
+
+def _finished_run(out: Path) -> None:
+    """An earlier run's outputs: a complete checkpoint, metrics, eval logs, trajectories, wandb id."""
+    from inboxrl.grpo.checkpoint import write_manifest
+
+    ck = out / "checkpoints" / "checkpoint-0003"
+    ck.mkdir(parents=True)
+    (ck / "trainer_state.json").write_text('{"step": 3}')
+    write_manifest(ck, 3)
+    for rel in ("metrics.jsonl", "eval_metrics.jsonl", "wandb_run.json", "trajectories/step_0003.jsonl",
+                "eval_logs/eval_step_0003.json"):
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_text('{"step": 3}\n')
+
+
+def test_a_new_run_on_an_earlier_runs_checkpoints_is_refused(assets, monkeypatch, capsys, tmp_path):
+    out = tmp_path / "out"
+    _finished_run(out)
+    code, err = _train(assets, monkeypatch, capsys, ["--output-dir", str(out)], model_loads=False)
+    assert code == 2 and err == [f"error: output_dir {out} holds an earlier run (checkpoints of steps 3): continue "
+                                 "it with --resume, choose a new --output-dir, or pass --overwrite-output-dir to "
+                                 "delete its outputs"]
+    code, err = _train(assets, monkeypatch, capsys, ["--output-dir", str(out), "--fresh"], model_loads=False)
+    assert code == 2 and "holds an earlier run" in err[0]  # --fresh does not resume: the same
+    assert (out / "checkpoints" / "checkpoint-0003").is_dir() and (out / "metrics.jsonl").is_file()
+
+
+def test_overwrite_output_dir_deletes_the_earlier_run_before_the_model_is_loaded(assets, monkeypatch, capsys,
+                                                                                 tmp_path):
+    out = tmp_path / "out"
+    _finished_run(out)
+    seen = []
+
+    def load_policy(*a, **k):
+        seen.append(sorted(p.name for p in out.iterdir()))
+        raise RuntimeError("stop at the model load")
+
+    monkeypatch.setattr(run_train, "load_policy", load_policy)
+    with pytest.raises(RuntimeError, match="stop at the model load"):
+        _train(assets, monkeypatch, capsys, ["--output-dir", str(out), "--overwrite-output-dir"])
+    assert seen == [[".inboxrl.lock", "config.json", "validation_ids.json"]]  # the new run's own files only
+    assert "overwrite_output_dir: deleted the earlier run's checkpoints, metrics.jsonl" in capsys.readouterr().out
 
 
 def test_a_context_budget_without_room_for_a_token(assets, monkeypatch, capsys, tmp_path):

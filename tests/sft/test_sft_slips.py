@@ -12,7 +12,6 @@ import pytest
 from inboxrl.agent.chat import ChatRenderer
 from inboxrl.email.judge import NormalizedJudge
 from inboxrl.email.rubric import ZERO_RESULTS
-from inboxrl.email.types import ToolCall
 from inboxrl.grpo.batching import make_micro_batches
 from inboxrl.reference.agent import ReferenceAgent, run_reference_episode
 from inboxrl.run.warm_start import settings_from_config
@@ -21,7 +20,7 @@ from inboxrl.settings.sections import SFTConfig
 from inboxrl.settings.sources import build_settings
 from inboxrl.sft.demos import DemoSettings, call_pattern, collect_demonstrations, render_calls
 
-from test_reference_agent_episodes import QUESTION, scenario, small_store  # noqa: F401 (fixture)
+from _reference_util import scenario, small_store  # noqa: F401 (fixture)
 from test_sft_demos import MAX_CTX, MAX_NEW, MAX_TURNS, tiny, world  # noqa: F401 (fixtures)
 
 

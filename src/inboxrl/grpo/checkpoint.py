@@ -59,10 +59,11 @@ def _fsync_tree(root: Path) -> None:
         if path.is_file():
             with open(path, "rb") as f:
                 os.fsync(f.fileno())
-    _fsync_dir(root)
+    fsync_dir(root)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """fsync a directory (its entries: renames, creations, deletions)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -114,10 +115,10 @@ def _install(tmp: Path, final: Path) -> None:
     if final.exists():
         old = final.with_name(f".{final.name}.old-{os.getpid()}")
         os.replace(final, old)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         fault_point("best.replace_moved" if final.name == BEST else "ckpt.replace_moved")
     os.replace(tmp, final)
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -126,7 +127,7 @@ def _discard(path: Path, point: str | None = None) -> None:
     """Rename ``path`` out of the listed namespace (``.NAME.trash-PID``), then delete it."""
     trash = path.with_name(f".{path.name}.trash-{os.getpid()}")
     os.replace(path, trash)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     if point:
         fault_point(point)
         files = sorted(p for p in trash.rglob("*") if p.is_file())
@@ -163,18 +164,19 @@ def recover(root: str | Path) -> list[str]:
             os.replace(path, target)
             done.append(f"restored {target.name} from {path.name}")
             continue
-        _remove(path)
+        remove(path)
         done.append(f"removed {path.name}")
     for path in sorted(root.iterdir()):
         if _NAME.match(path.name) and path.is_dir() and not is_complete(path):
-            _remove(path)
+            remove(path)
             done.append(f"removed incomplete {path.name} ({manifest_problem(path) or 'incomplete'})")
     if done:
-        _fsync_dir(root)
+        fsync_dir(root)
     return done
 
 
-def _remove(path: Path) -> None:
+def remove(path: Path) -> None:
+    """Delete a file, link or directory tree (what is not there is fine)."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
     else:
@@ -242,11 +244,14 @@ def _prune(output_dir: Path, keep_last: int, protect_step: int | None) -> None:
 
 def save_checkpoint(output_dir: str | Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler, trainer_state: dict[str, Any], keep_last: int = 3,
-                    protect_step: int | None = None, rank_rng: list[dict[str, Any]] | None = None) -> Path:
+                    protect_step: int | None = None, rank_rng: list[dict[str, Any]] | None = None,
+                    full_state: tuple[dict, dict] | None = None) -> Path:
     """Write ``checkpoint-{step:04d}`` atomically and prune to the last ``keep_last`` (>= 1),
     never the one of step ``protect_step`` (the best checkpoint's).
 
     ``rank_rng``: every rank's :func:`rng_state` (rank order) for a data-parallel run.
+    ``full_state``: the (weights, optimizer) state dicts to write instead of ``model``'s and
+    ``optimizer``'s own (a sharded FSDP model: :mod:`inboxrl.grpo.checkpoint_fsdp`).
 
     ``trainer_state`` must be JSON-serialisable; ``step`` is stored in it. Returns the final path.
     """
@@ -257,9 +262,10 @@ def save_checkpoint(output_dir: str | Path, step: int, model: torch.nn.Module, o
     final = root / f"{PREFIX}{step:04d}"
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=root))
     try:
-        model.save_pretrained(tmp)
+        weights, optim_state = full_state if full_state is not None else (None, optimizer.state_dict())
+        model.save_pretrained(tmp, **({} if weights is None else {"state_dict": weights}))
         fault_point("ckpt.partial")
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(optim_state, tmp / "optimizer.pt")
         if scheduler is not None:
             torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         torch.save(_rng_state(), tmp / "rng.pt")
@@ -344,13 +350,18 @@ def read_state(path: str | Path) -> dict[str, Any]:
 
 
 def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
-                    scheduler=None, restore_rng: bool = True) -> dict[str, Any]:
-    """Restore weights/adapter in place, the optimizer, scheduler and RNG states; return the trainer state."""
+                    scheduler=None, restore_rng: bool = True,
+                    load_weights: Callable[[Path], None] | None = None) -> dict[str, Any]:
+    """Restore weights/adapter in place, the optimizer, scheduler and RNG states; return the trainer state.
+    ``load_weights(path)``, when given, restores the weights and the optimizer instead (FSDP)."""
     path = Path(path)
     state = read_state(path)
-    _load_weights(path, model)
+    if load_weights is not None:
+        load_weights(path)
+    else:
+        _load_weights(path, model)
     device = next(model.parameters()).device
-    if optimizer is not None:
+    if optimizer is not None and load_weights is None:
         optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location=device, weights_only=True))
     if scheduler is not None and (path / "scheduler.pt").is_file():
         scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))

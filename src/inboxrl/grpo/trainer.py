@@ -27,10 +27,14 @@ With several ranks (``ctx``, :mod:`inboxrl.parallel`) every rank runs this same 
 evals are sharded by group (:mod:`~inboxrl.grpo.sharding`), every rank sees all trajectories and
 takes the same decisions, the update is one global update (:mod:`~inboxrl.grpo.grad_sync`), and
 rank 0 alone writes files (its console and sinks are the only live ones). A checkpoint records the
-number of ranks and every rank's RNG state; it resumes with the same number.
+number of ranks and every rank's RNG state; it resumes with the same number. With FSDP
+(``fsdp``: the parameters sharded) rollouts and evals run on the unsharded model
+(:meth:`GradSync.full_weights <inboxrl.grpo.grad_sync.GradSync.full_weights>`) and a checkpoint
+gathers the whole weights and optimizer state to rank 0 in the one-rank format.
 """
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +42,9 @@ from typing import Any, Callable, Mapping
 
 from inboxrl.agent.rollout import RolloutRequest, RolloutSettings
 from inboxrl.agent.trajectory import Trajectory, save_jsonl
+from inboxrl.email.judge_pool import close_judge
 from inboxrl.grpo import checkpoint as ckpt
+from inboxrl.grpo.checkpoint_fsdp import gather_full_state, load_full_state
 from inboxrl.grpo.advantages import assign_advantages
 from inboxrl.grpo.checkpoint_store import CheckpointStore
 from inboxrl.grpo.evaluation import EvalResult, eval_settings, evaluate
@@ -66,7 +72,8 @@ def check_world_size(recorded: Mapping[str, Any], ctx: DistContext, path: Path) 
     if n != ctx.world_size:
         how = f"torchrun --nproc_per_node {n} ..." if n > 1 else "one process (python train_grpo.py ...)"
         raise ConfigError(f"checkpoint {path} was written by a run of {n} process(es), this run has "
-                          f"{ctx.world_size}: resume it with {how}, or start a new run (--fresh)")
+                          f"{ctx.world_size}: resume it with {how}, or start a new run (a new --output-dir or "
+                          "--overwrite-output-dir)")
 
 
 @dataclass(frozen=True)
@@ -97,9 +104,12 @@ class GRPOTrainer:
 
     def __init__(self, settings: TrainerSettings, policy, train_scenarios, val_scenarios, env_factory: Callable,
                  optimizer, scheduler, console, sinks_factory: Callable[..., Any], store: CheckpointStore,
-                 ctx: DistContext = LOCAL, ref_model: Any = None, rollout_policy: Any = None) -> None:
+                 ctx: DistContext = LOCAL, ref_model: Any = None, rollout_policy: Any = None,
+                 judge: Any = None, fsdp: Any = None) -> None:
         """``rollout_policy`` samples the rollouts and evals when it is not ``policy`` itself (a
-        vLLM policy, ``.vllm``: the trained model is pushed to it after every update)."""
+        vLLM policy, ``.vllm``: the trained model is pushed to it after every update). ``judge``
+        (the environments' judge) is closed with the run: a concurrent judge's threads stop.
+        ``fsdp``: the root unit of ``policy.model`` sharded over the ranks (:mod:`inboxrl.parallel.fsdp`)."""
         self.settings, self.policy, self.env_factory = settings, policy, env_factory
         self.rollout_policy = rollout_policy or policy
         self.val_scenarios = val_scenarios
@@ -111,7 +121,8 @@ class GRPOTrainer:
         self.checkpoints = store.root
         self.state = TrainerState()
         self.sampler = ScenarioSampler(train_scenarios, seed=settings.seed)
-        self.ctx, self.sync = ctx, GradSync(ctx)  # the ranks of a data-parallel run (LOCAL: one)
+        self.ctx, self.sync = ctx, GradSync(ctx, fsdp=fsdp)  # the ranks of a data-parallel run (LOCAL: one)
+        self.judge = judge
 
     # -- resume ----------------------------------------------------------------------------
     def restore(self, resume: bool, resume_from: str | None, fresh: bool) -> None:
@@ -135,7 +146,10 @@ class GRPOTrainer:
         recorded = ckpt.read_state(path)
         check_resume_settings(self.settings.recorded, recorded, str(path))
         check_world_size(recorded, self.ctx, path)
-        state = ckpt.load_checkpoint(path, self.policy.model, self.optimizer, self.scheduler)
+        loader = None
+        if self.sync.fsdp is not None:  # every rank reads the one-rank format and keeps its shard
+            loader = functools.partial(load_full_state, model=self.policy.model, optimizer=self.optimizer)
+        state = ckpt.load_checkpoint(path, self.policy.model, self.optimizer, self.scheduler, load_weights=loader)
         if self.ctx.distributed:
             ckpt.load_rank_rng(path, self.ctx.rank)
         self.state = TrainerState.from_dict(state)
@@ -159,7 +173,9 @@ class GRPOTrainer:
         self.sinks = self.sinks_factory(start_step=s.step, last_eval_step=s.last_eval_step)
 
     def close(self) -> None:
-        """Close the sinks and release the output directory's lock (idempotent)."""
+        """Close the sinks and the judge and release the output directory's lock (idempotent);
+        on an error or Ctrl-C too (``fit``, ``restore``)."""
+        close_judge(self.judge)
         if self.sinks is not None:
             self.sinks.close()
         self.store.close()
@@ -256,14 +272,15 @@ class GRPOTrainer:
         """PHASE 1: B x G rollouts (x gradient_accumulation_steps batches), one group per scenario;
         each rank runs its share of the groups and every rank returns all of them."""
         g, trajectories, scenarios = self.settings.grpo, [], []
-        for micro in range(self.settings.optim.gradient_accumulation_steps):
-            batch = self.sampler.next_batch(g.per_device_train_batch_size)
-            base = len(scenarios)
-            requests = [RolloutRequest(scenario=s, group_id=base + i, rollout_index=j)
-                        for i, s in enumerate(batch) for j in range(g.num_generations)]
-            scenarios += batch
-            trajectories += sharded_rollouts(self.rollout_policy, requests, self.env_factory,
-                                             self.rollout_settings(step, micro), self.ctx)
+        with self.sync.full_weights():  # FSDP: rank-local forwards on the unsharded model
+            for micro in range(self.settings.optim.gradient_accumulation_steps):
+                batch = self.sampler.next_batch(g.per_device_train_batch_size)
+                base = len(scenarios)
+                requests = [RolloutRequest(scenario=s, group_id=base + i, rollout_index=j)
+                            for i, s in enumerate(batch) for j in range(g.num_generations)]
+                scenarios += batch
+                trajectories += sharded_rollouts(self.rollout_policy, requests, self.env_factory,
+                                                 self.rollout_settings(step, micro), self.ctx)
         return trajectories, scenarios
 
     def rollout_settings(self, step: int, micro: int) -> RolloutSettings:
@@ -301,9 +318,10 @@ class GRPOTrainer:
 
     def run_eval(self, step: int) -> EvalResult:
         s = self.settings
-        result = evaluate(self.rollout_policy, self.val_scenarios, self.env_factory,
-                          eval_settings(s.rollout, s.eval, s.seed), step, self.state.baseline, self.output_dir,
-                          ctx=self.ctx)
+        with self.sync.full_weights():
+            result = evaluate(self.rollout_policy, self.val_scenarios, self.env_factory,
+                              eval_settings(s.rollout, s.eval, s.seed), step, self.state.baseline,
+                              self.output_dir, ctx=self.ctx)
         self.state.last_eval_step = step
         self.console.eval_report(result.stats, result.path)
         self.sinks.log_eval(result.stats, step)
@@ -337,13 +355,14 @@ class GRPOTrainer:
         s, ctx = self.state, self.ctx
         s.step, s.cursor = step, self.sampler.cursor
         rank_rng = ctx.all_gather(ckpt.rng_state()) if ctx.distributed else None
+        full = gather_full_state(self.policy.model, self.optimizer) if self.sync.fsdp is not None else None
         if best:
             s.best_checkpoint = str(self.output_dir / ckpt.BEST)
         if not ctx.is_main:
             return
         state = dict(s.to_dict(), **{SETTINGS_KEY: dict(self.settings.recorded), WORLD_SIZE_KEY: ctx.world_size})
         self.store.save(step, self.policy.model, self.optimizer, self.scheduler, state, best=best,
-                        best_extra=self._save_tokenizer, rank_rng=rank_rng)
+                        best_extra=self._save_tokenizer, rank_rng=rank_rng, full_state=full)
 
     def _save_tokenizer(self, directory: Path) -> None:
         self.policy.tokenizer.save_pretrained(str(directory))

@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 import re
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -209,10 +210,12 @@ def policy_update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, sche
         stats.skipped, stats.skip_reason = True, "no trainable tokens"
     else:
         weights = [aggregation_weights(mb, settings.aggregation, totals, settings.constant_norm) for mb in mbs]
-        refs = (reference_logprobs(model, mbs, ref_model, settings.temperature, settings.share_prefix)
-                if settings.beta > 0 else None)
         meter = MismatchMeter()
-        old = _old_policy(model, mbs, settings, meter)
+        no_grad_forwards = settings.beta > 0 or settings.recompute_old_logprobs
+        with sync.full_weights() if no_grad_forwards else nullcontext():  # FSDP: rank-local, unsharded
+            refs = (reference_logprobs(model, mbs, ref_model, settings.temperature, settings.share_prefix)
+                    if settings.beta > 0 else None)
+            old = _old_policy(model, mbs, settings, meter)
         model.train()
         acc = {"loss": 0.0, "policy_loss": 0.0, "kl": 0.0, "clipped": 0.0, "entropy": 0.0, "grad_norm": 0.0}
         for it in range(settings.num_iterations):

@@ -173,12 +173,18 @@ class TrainingMetrics:
 
     def to_wandb(self) -> dict[str, float]:
         """``train/<name>`` for every numeric field except ``step`` / ``total_steps``; None skipped."""
-        out = {}
-        for k, v in self.to_flat().items():
-            if k in _NOT_LOGGED or v is None or isinstance(v, str):
-                continue
-            out[TRAIN_PREFIX + k] = float(v) if isinstance(v, bool) else v
-        return out
+        return train_row_to_wandb(self.to_flat())
+
+
+def train_row_to_wandb(row: dict[str, Any]) -> dict[str, float]:
+    """The ``train/*`` values of a flat train row (:meth:`TrainingMetrics.to_flat`, or a
+    ``metrics.jsonl`` row: its ``kind`` is skipped like every other string)."""
+    out = {}
+    for k, v in row.items():
+        if k in _NOT_LOGGED or v is None or isinstance(v, str):
+            continue
+        out[TRAIN_PREFIX + k] = float(v) if isinstance(v, bool) else v
+    return out
 
 
 REWARD_WINDOW = 10

@@ -19,8 +19,10 @@ wandb: the mode is ``wandb_mode``, else ``$WANDB_MODE``, else ``online`` when a 
 ``wandb.init`` fails (e.g. online without credentials), one notice is printed and only the
 JSON lines are written. Train values are logged as ``train/*`` and evals as ``eval/*``,
 both with ``step=``. The wandb run id is kept in ``{output_dir}/wandb_run.json``: a resumed run
-(``start_step`` > 0) reopens the same run (``id=``, ``resume="allow"``) and does not log a step
-again that wandb already has (``run.step``). Only the main process (rank 0) writes anything.
+(``start_step`` > 0) continues the same run with each step once (:mod:`inboxrl.logs.wandb_resume`:
+offline, the earlier offline directories of the id are replaced by one that the rewound metric
+files are replayed into; online, the run is rewound to the step). Only the main process (rank 0)
+writes anything.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ import secrets
 from pathlib import Path
 from typing import Any, Callable
 
+from inboxrl.logs import wandb_resume
 from inboxrl.logs.eval_stats import eval_to_wandb
 from inboxrl.logs.metrics import TrainingMetrics
 from inboxrl.utils.atomic import atomic_write_json, atomic_write_text
@@ -89,10 +92,12 @@ class MetricsSinks:
         self._eval_file = open(self.eval_path, "a", encoding="utf-8")
         if self.wandb_mode != "disabled":
             run_id = wandb_run_id(self.output_dir, resume=bool(start_step))
-            self.run = self._init_wandb(wandb_project, wandb_entity, wandb_name, config or {}, run_id)
+            self.run = self._init_wandb(dict(project=wandb_project or os.environ.get("WANDB_PROJECT")
+                                             or DEFAULT_PROJECT, entity=wandb_entity, name=wandb_name,
+                                             config=config or {}), run_id, start_step or 0)
 
-    def _init_wandb(self, project: str | None, entity: str | None, name: str | None,
-                    config: dict[str, Any], run_id: str) -> Any:
+    def _init_wandb(self, kwargs: dict[str, Any], run_id: str, start_step: int) -> Any:
+        """Start (or continue, ``start_step`` > 0) the wandb run, each step once in its history."""
         try:
             import wandb
         except ImportError:
@@ -100,14 +105,37 @@ class MetricsSinks:
                          "(pip install 'inboxrl[wandb]' to enable it)")
             return None
         wandb_dir = os.environ.get("WANDB_DIR") or str(self.output_dir)
+        kwargs.update(mode=self.wandb_mode, dir=wandb_dir, reinit="finish_previous")
         try:
-            return wandb.init(project=project or os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT,
-                              entity=entity, name=name, config=config, mode=self.wandb_mode,
-                              dir=wandb_dir, reinit="finish_previous", id=run_id, resume="allow")
+            if not start_step:
+                return wandb.init(id=run_id, resume="allow", **kwargs)
+            if self.wandb_mode == "offline":
+                wandb_resume.set_aside(wandb_resume.offline_run_dirs(wandb_dir, run_id))
+                run = wandb.init(id=run_id, **kwargs)
+                wandb_resume.delete_set_aside(wandb_dir, run_id)
+                return self._replay(run, 0)
+            run, rewound = self._rewind(wandb, kwargs, run_id, start_step)
+            return self._replay(run, start_step) if rewound else run
         except Exception as e:  # wandb raises many types (auth, network, usage)
             self._notice(f"wandb could not start ({type(e).__name__}: {e}); "
                          "logging to metrics.jsonl only")
             return None
+
+    def _rewind(self, wandb: Any, kwargs: dict[str, Any], run_id: str, step: int) -> tuple[Any, bool]:
+        """The online run rewound to ``step`` (True), or reopened as it is (False)."""
+        try:
+            return wandb.init(resume_from=f"{run_id}?_step={step}", **kwargs), True
+        except Exception as e:  # rewind is a W&B preview feature: the server may refuse it
+            self._notice(f"wandb could not rewind run {run_id} to step {step} ({type(e).__name__}: {e}); "
+                         "reopened it instead: the steps it already has keep the earlier run's values")
+            return wandb.init(id=run_id, resume="allow", **kwargs), False
+
+    def _replay(self, run: Any, from_step: int) -> Any:
+        """Log the metric files' rows of steps >= ``from_step`` into ``run`` again (their steps)."""
+        train, evals = read_metrics(self.path)
+        for step, values in wandb_resume.replay(train, evals, from_step):
+            run.log(values, step=step)
+        return run
 
     @staticmethod
     def _write(file: Any, row: dict[str, Any]) -> None:

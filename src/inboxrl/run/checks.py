@@ -11,11 +11,12 @@ from typing import Any, Sequence
 from inboxrl.settings.base import ConfigError
 
 
-def usable_output_dir(path: str | Path) -> Path:
-    """Create ``path`` (and its parents) and write a probe file in it; ``ConfigError`` when that fails."""
+def usable_output_dir(path: str | Path, name: str = "output_dir", flag: str = "--output-dir") -> Path:
+    """Create ``path`` (and its parents) and write a probe file in it; ``ConfigError`` when that
+    fails. ``name`` and ``flag`` say in the message what the directory is and how to choose another."""
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise ConfigError(f"output_dir {path} is not a directory; choose another --output-dir")
+        raise ConfigError(f"{name} {path} is not a directory; choose another {flag}")
     try:
         path.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=path)
@@ -23,9 +24,9 @@ def usable_output_dir(path: str | Path) -> Path:
         os.unlink(probe)
     except OSError as e:
         reason = e.strerror or type(e).__name__
-        raise ConfigError(f"output_dir {path} cannot be used: {reason}"
+        raise ConfigError(f"{name} {path} cannot be used: {reason}"
                           f"{f' ({e.filename})' if e.filename and str(e.filename) != str(path) else ''}; "
-                          "choose a writable directory with --output-dir") from None
+                          f"choose another {flag} (a writable directory)") from None
     return path
 
 
@@ -54,3 +55,18 @@ def frozen_reference(model: Any) -> Any:
     ref.eval()
     ref.requires_grad_(False)
     return ref
+
+
+def check_fsdp(settings: Any) -> None:
+    """``fsdp`` with what it cannot serve: a vLLM rollout engine (it would need the full weights
+    pushed from the shards after every update) and the frozen full copy that full fine-tuning
+    keeps as the KL reference (a whole replica on every rank: the memory FSDP is there to save)."""
+    if not settings.model.fsdp:
+        return
+    if settings.rollout.rollout_engine == "vllm":
+        raise ConfigError("fsdp=true does not work with rollout_engine=vllm: use rollout_engine=hf with "
+                          "--fsdp, or vLLM without it")
+    if settings.grpo.beta > 0 and not settings.model.use_lora:
+        raise ConfigError("fsdp=true with beta > 0 needs use_lora=true (the KL reference is then the model "
+                          "with its adapter disabled); full fine-tuning would keep a whole frozen copy on "
+                          "every rank: set beta=0, use_lora=true, or fsdp=false")

@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from inboxrl.email.judge_pool import close_judge
 from inboxrl.grpo.evaluation import eval_settings, evaluate
 from inboxrl.logs.console import ConsoleLog
 from inboxrl.logs.eval_stats import load_baseline
@@ -50,8 +51,12 @@ def run_eval_command(args: argparse.Namespace, settings: Settings) -> int:
     data = resolve_data(settings.data, run.seed, need_train=False)
     policy = _policy(args, settings, console, out)
     baseline = load_baseline(settings.eval.baseline_file) if settings.eval.baseline_file else None
-    env_factory = make_env_factory(data.db_path, make_run_judge(settings.judge, out), settings.rollout.max_turns)
-    result = evaluate(policy, data.validation, env_factory, eval_settings(settings.rollout, settings.eval, run.seed),
-                      step=0, baseline=baseline, output_dir=out)
+    judge = make_run_judge(settings.judge, out)
+    try:
+        result = evaluate(policy, data.validation, make_env_factory(data.db_path, judge, settings.rollout.max_turns),
+                          eval_settings(settings.rollout, settings.eval, run.seed), step=0, baseline=baseline,
+                          output_dir=out)
+    finally:  # a concurrent judge's threads stop (also on an error or Ctrl-C)
+        close_judge(judge)
     console.eval_report(result.stats, result.path)
     return 0

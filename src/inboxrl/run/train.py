@@ -32,10 +32,11 @@ from inboxrl.grpo.trainer import GRPOTrainer, TrainerSettings
 from inboxrl.logs.console import ConsoleLog
 from inboxrl.logs.sinks import MetricsSinks
 from inboxrl.parallel import LOCAL, DistContext, init_from_env, shutdown
+from inboxrl.parallel.fsdp import shard_model
 from inboxrl.run import warm_start
 from inboxrl.run.data import RunData, resolve_data
 from inboxrl.run.env import make_env_factory, make_run_judge
-from inboxrl.run.checks import check_context_budget, frozen_reference, usable_output_dir
+from inboxrl.run.checks import check_context_budget, check_fsdp, frozen_reference, usable_output_dir
 from inboxrl.run.model import load_policy
 from inboxrl.run.vllm import select_rollout_policy
 from inboxrl.settings.sections import Settings
@@ -93,26 +94,34 @@ def trainer_settings(settings: Settings) -> TrainerSettings:
                            recorded=s.flat())
 
 
-def open_store(settings: Settings, console: ConsoleLog, main_process: bool) -> CheckpointStore:
+def open_store(settings: Settings, console: ConsoleLog, main_process: bool, fresh: bool = True) -> CheckpointStore:
     """Take ``output_dir``'s lock (``ConfigError`` when another run holds it) and clean what a
     killed run left there (docs/robustness.md); rank 0 only (other ranks get a store that writes
-    nothing). The other ranks read the output dir after rank 0's first barrier: cleaned."""
+    nothing). The other ranks read the output dir after rank 0's first barrier: cleaned.
+    ``fresh`` (the run will not resume): an earlier run's checkpoints there are a ``ConfigError``
+    unless ``overwrite_output_dir`` (which deletes that run's outputs)."""
     store = CheckpointStore(settings.run.output_dir, keep_last=settings.loop.keep_checkpoints,
                             main_process=main_process)
     try:
-        notes = store.open()
+        notes = store.open(fresh=fresh, overwrite=settings.loop.overwrite_output_dir)
     except RunLockedError as e:
         raise ConfigError(str(e)) from None
+    if store.overwritten:
+        console.info(f"overwrite_output_dir: deleted the earlier run's {', '.join(store.overwritten)}")
     if notes:
         console.info(f"Cleaned up after an interrupted run: {'; '.join(notes[:4])}"
                      + (f" (+{len(notes) - 4} more)" if len(notes) > 4 else ""))
     return store
 
 
-def build_trainer(settings: Settings, console: ConsoleLog, ctx: DistContext = LOCAL) -> GRPOTrainer:
+def build_trainer(settings: Settings, console: ConsoleLog, ctx: DistContext = LOCAL,
+                  resume: bool = False) -> GRPOTrainer:
+    """The trainer of a run, its output directory checked and locked before any model is loaded.
+    ``resume``: the run will resume (``restore`` with ``resume`` or ``resume_from``); otherwise an
+    earlier run's checkpoints in ``output_dir`` stop it (:func:`open_store`)."""
     if ctx.is_main:
         usable_output_dir(settings.run.output_dir)
-    store = open_store(settings, console, ctx.is_main)
+    store = open_store(settings, console, ctx.is_main, fresh=not resume)
     try:
         return _build(settings, console, ctx, store)
     except BaseException:
@@ -122,6 +131,7 @@ def build_trainer(settings: Settings, console: ConsoleLog, ctx: DistContext = LO
 
 def _build(settings: Settings, console: ConsoleLog, ctx: DistContext, store: CheckpointStore) -> GRPOTrainer:
     out = store.output_dir
+    check_fsdp(settings)
     seed_everything(settings.run.seed)
     data = main_first(ctx, lambda: resolve_data(settings.data, settings.run.seed))
     console.info(f"Data: {data.source}: {len(data.train)} train / {len(data.validation)} validation scenarios")
@@ -140,6 +150,7 @@ def _build(settings: Settings, console: ConsoleLog, ctx: DistContext, store: Che
                          settings.rollout.max_tokens)
     # the KL reference: LoRA disables its adapter; full fine-tuning keeps the initial weights frozen
     ref_model = frozen_reference(policy.model) if settings.grpo.beta > 0 and not model.use_lora else None
+    fsdp = shard_policy(policy, model, ctx, console)
     optimizer = make_optimizer(policy.model, lr=optim.learning_rate, weight_decay=optim.weight_decay)
     scheduler = make_scheduler(optimizer, warmup_steps=optim.warmup_steps, total_steps=max(optim.max_steps, 1),
                                kind=optim.lr_scheduler)
@@ -148,11 +159,29 @@ def _build(settings: Settings, console: ConsoleLog, ctx: DistContext, store: Che
                                wandb_entity=logging.wandb_entity or None, wandb_name=logging.wandb_name or None,
                                wandb_mode=logging.wandb_mode, config=settings.flat(), notice=console.info)
              if ctx.is_main else lambda **_: NullSinks())
-    env_factory = make_env_factory(data.db_path, make_run_judge(settings.judge, out), settings.rollout.max_turns)
+    judge = make_run_judge(settings.judge, out)  # closed with the run (GRPOTrainer.close)
+    env_factory = make_env_factory(data.db_path, judge, settings.rollout.max_turns)
     rollout_policy = select_rollout_policy(settings, policy, out, console.info)
     return GRPOTrainer(trainer_settings(settings), policy, data.train, data.validation, env_factory,
                        optimizer, scheduler, console, sinks, store, ctx=ctx, ref_model=ref_model,
-                       rollout_policy=rollout_policy)
+                       rollout_policy=rollout_policy, judge=judge, fsdp=fsdp)
+
+
+def shard_policy(policy: Any, model: Any, ctx: DistContext, console: ConsoleLog) -> Any:
+    """The FSDP root of ``policy.model`` sharded over the ranks when ``fsdp`` asks for it (before
+    the optimizer is built: it holds the shards); None otherwise. One process: ignored, said so."""
+    if not model.fsdp:
+        return None
+    if not ctx.distributed:
+        console.info("FSDP: a single process has nothing to shard; training as one rank "
+                     "(start several with torchrun --nproc_per_node N)")
+        return None
+    try:
+        root = shard_model(policy.model, ctx)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    console.info(f"FSDP: parameters sharded over {ctx.world_size} ranks (one unit per decoder layer)")
+    return root
 
 
 def run_training(settings: Settings, resume: bool = False, resume_from: str | None = None,
@@ -167,7 +196,8 @@ def run_training(settings: Settings, resume: bool = False, resume_from: str | No
 
         hf_logging.disable_progress_bar()
     try:
-        trainer = build_trainer(settings, ConsoleLog(verbose=settings.run.verbose, console=quiet), ctx)
+        resuming = bool(resume or resume_from) and not fresh
+        trainer = build_trainer(settings, ConsoleLog(verbose=settings.run.verbose, console=quiet), ctx, resuming)
         trainer.restore(resume, resume_from, fresh)
         state = trainer.fit()
     except BaseException as e:

@@ -14,6 +14,7 @@ from typing import Any
 
 from inboxrl.agent.chat import ChatRenderer
 from inboxrl.email.tools import TOOL_SCHEMAS
+from inboxrl.email.judge_pool import close_judge
 from inboxrl.grpo.evaluation import eval_settings
 from inboxrl.policy.hf import HFPolicy
 from inboxrl.policy.loading import LoraSpec, load_model
@@ -64,10 +65,13 @@ def _build(settings: Settings, data: Any, console: Any, source: str, tmp: Path, 
     demo_settings, sft_settings = settings_from_config(settings)
     policy = load_sft_policy(settings.model, sft, source)
     judge = make_run_judge(settings.judge, run.output_dir)
-    report = run_sft(policy, data, make_env_factory(data.db_path, judge, settings.rollout.max_turns), judge,
-                     eval_settings(settings.rollout, settings.eval, run.seed), console,
-                     Path(run.output_dir) / "sft", demo_settings, sft_settings,
-                     evaluate_before=sft.sft_eval == "both", evaluate_after=sft.sft_eval != "none")
+    try:
+        report = run_sft(policy, data, make_env_factory(data.db_path, judge, settings.rollout.max_turns), judge,
+                         eval_settings(settings.rollout, settings.eval, run.seed), console,
+                         Path(run.output_dir) / "sft", demo_settings, sft_settings,
+                         evaluate_before=sft.sft_eval == "both", evaluate_after=sft.sft_eval != "none")
+    finally:  # a concurrent judge's threads stop (also on an error or Ctrl-C)
+        close_judge(judge)
     cache.save_merged(policy.model, policy.tokenizer, tmp)
     info = {"key_material": material, "report": asdict(report),
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}

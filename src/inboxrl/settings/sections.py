@@ -98,6 +98,13 @@ class ModelConfig(Section):
         "in the backward pass instead of keeping them; less memory per micro-batch, about one more forward "
         "of compute (bench/activation_memory.py). GRPO update and SFT; the shared-prefix forward is then off "
         "(checkpointed layers drop the KV cache).", "GRADIENT_CHECKPOINTING", free=True)
+    fsdp: bool = setting(
+        False, "Shard the parameters, gradients and optimizer state over the ranks of a torchrun run "
+        "(FSDP2: Zhao et al., 2023, \"PyTorch FSDP: Experiences on Scaling Fully Sharded Data Parallel\"): one "
+        "unit per decoder layer, for a model that does not fit one device; rollouts and evals gather the "
+        "full weights once per phase. Off: every rank holds the whole model (DDP). One process: ignored "
+        "(nothing to shard). Not with rollout_engine=vllm, nor with beta > 0 under full fine-tuning.",
+        "FSDP", free=True)
     init_from: str = setting("", "Start from this checkpoint or model directory (e.g. a warm-start SFT "
                              "result) instead of model_name's weights.", "INIT_FROM")
 
@@ -214,6 +221,10 @@ class LoopConfig(Section):
                               check="nonneg", free=True)
     keep_checkpoints: int = setting(2, "Keep the last K (>= 1) step checkpoints (the best is always kept).",
                                     "KEEP_CHECKPOINTS", check="positive", free=True)
+    overwrite_output_dir: bool = setting(False, "A new run (not --resume) in an output_dir that holds an earlier "
+                                         "run's checkpoints deletes that run's checkpoints, best/, metrics, "
+                                         "eval logs, trajectories and wandb_run.json (without it: an error).",
+                                         "OVERWRITE_OUTPUT_DIR", free=True)
     target_accuracy: float = setting(1.01, "Stop when eval accuracy reaches this (>1 = never).",
                                      "TARGET_ACCURACY", free=True)
     patience: int = setting(0, "Stop after this many evals without improvement (0 = never).", "PATIENCE",
