@@ -102,6 +102,7 @@ def test_a_killed_then_resumed_offline_wandb_run_has_each_step_once(tmp_path, mo
     assert run_forked(first_run, fault="metrics.partial_line:5") == KILLED
     killed = _offline_entries(tmp_path / "wandb")
     assert len(killed) == 1
+    killed_inode = (tmp_path / "wandb" / "wandb" / killed[0]).stat().st_ino
     with MetricsSinks(tmp_path / "run", wandb_project="t", wandb_mode="offline", start_step=2,
                       last_eval_step=0) as s:
         assert killed[0].endswith(f"-{s.run.id}")  # the same run id
@@ -111,8 +112,14 @@ def test_a_killed_then_resumed_offline_wandb_run_has_each_step_once(tmp_path, mo
         s.log_train(step_metrics(4))
         s.log_eval(eval_stats(4))
     left = _offline_entries(tmp_path / "wandb")
-    assert len(left) == 1 and left != killed, left  # a new directory; the killed run's is gone
-    history = read_wandb_history(next((tmp_path / "wandb" / "wandb" / left[0]).glob("run-*.wandb")))
+    # a new directory (its name repeats the killed one's when both started in the same second);
+    # the killed run's is gone
+    assert len(left) == 1, left
+    new_dir = tmp_path / "wandb" / "wandb" / left[0]
+    assert new_dir.stat().st_ino != killed_inode
+    records = list(new_dir.glob("run-*.wandb"))
+    assert len(records) == 1, records
+    history = read_wandb_history(records[0])
     assert [h["_step"] for h in history] == [0, 1, 2, 3, 4]
     assert [h.get("train/loss") for h in history] == [None, 0.5, 0.25, 9.0, 0.125]
     assert history[0]["eval/accuracy"] == 0.5 and history[4]["eval/accuracy"] == 0.5
