@@ -85,7 +85,7 @@ def test_default_dataset_is_built_once_and_reused(tmp_path, monkeypatch):
     mtime = os.stat(ds.db_path).st_mtime_ns
     again = synth_data.ensure_default_dataset(cache_dir=tmp_path / "cache")
     assert again == ds and os.stat(ds.db_path).st_mtime_ns == mtime
-    assert [p.name for p in (tmp_path / "cache" / "data").iterdir()] == [ds.root.name]
+    assert sorted(p.name for p in (tmp_path / "cache" / "data").iterdir()) == [f".{ds.root.name}.lock", ds.root.name]
     assert not (tmp_path / "env-cache").exists()
 
 
@@ -98,13 +98,14 @@ def test_default_dataset_location_and_broken_cache(tmp_path, monkeypatch):
     ds = synth_data.ensure_default_dataset()
     assert ds.root == expected and ds.db_path.is_file()
     assert json.loads((expected / "manifest.json").read_text())["num_test"] == ds.num_test
-    assert [p.name for p in expected.parent.iterdir()] == [expected.name]
+    assert sorted(p.name for p in expected.parent.iterdir()) == [f".{expected.name}.lock", expected.name]
 
 
 def test_default_dataset_refuses_too_few_scenarios(tmp_path):
     with pytest.raises(RuntimeError, match="inconsistent"):
         synth_data.ensure_default_dataset(cache_dir=tmp_path, seed=3, num_emails=400)
-    assert list((tmp_path / "data").iterdir()) == []  # the temporary build was removed
+    # the temporary build was removed; only the (unlocked) lock file stays
+    assert [p.name for p in (tmp_path / "data").iterdir()] == [".synthetic-v1-3-400-schema3.lock"]
 
 
 def test_concurrent_first_builds_agree(tmp_path):
@@ -119,7 +120,8 @@ def test_concurrent_first_builds_agree(tmp_path):
     assert [p.returncode for p in procs] == [0, 0], outs
     assert outs[0][0] == outs[1][0] and outs[0][0].strip()
     data = tmp_path / "data"
-    assert [p.name for p in data.iterdir()] == ["synthetic-v1-2001-2000-schema3"]  # no temp dirs left
+    assert sorted(p.name for p in data.iterdir()) == [  # no temp dirs left
+        ".synthetic-v1-2001-2000-schema3.lock", "synthetic-v1-2001-2000-schema3"]
     assert check_scenarios(data / "synthetic-v1-2001-2000-schema3" / "emails.db",
                            load_scenarios(data / "synthetic-v1-2001-2000-schema3")) == []
 

