@@ -7,6 +7,7 @@ grouped by section). Every command stops with one readable ``error: ...`` line a
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -179,7 +180,9 @@ def run(argv: Sequence[str] | None, parser: argparse.ArgumentParser) -> int:
     try:
         return func(args)
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
+        rank = os.environ.get("RANK", "0")  # under torchrun: rank 0 reports what every rank found
+        if rank == "0" or not e.same_on_every_rank:
+            print(f"error: {e}" if rank == "0" else f"error (rank {rank}): {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

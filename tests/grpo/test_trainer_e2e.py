@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from inboxrl.cli import main as cli_main
+from inboxrl.grpo import checkpoint as ckpt
 from inboxrl.logs.console import ConsoleLog
 from inboxrl.policy.loading import load_model
 from inboxrl.policy.tiny import make_tiny_model
@@ -113,6 +114,48 @@ def test_a_new_best_eval_saves_a_loadable_best_checkpoint(assets, tmp_path):
     assert json.loads((out / "trainer_state.json").read_text())["best_checkpoint"] == str(best)
     model, tok = load_model(best, dtype="fp32", device="cpu")
     assert not any("lora" in n for n, _ in model.named_parameters())
+
+
+def test_an_early_stop_checkpoints_its_step_and_a_resume_stays_stopped(assets, tmp_path):
+    """Patience stops the run after step 1 (its eval does not beat the baseline) at a step outside
+    the save schedule: that step is checkpointed anyway (so ``trainer_state.json`` never names a
+    step no checkpoint holds), and ``--resume`` trains nothing more."""
+    out = tmp_path / "run"
+    cfg = settings(assets, out, max_steps=4, eval_steps=1, save_steps=0, patience=1)
+    state = run(cfg)
+    assert state.step == 1 and state.best_step == 0
+    assert [p.name for p in ckpt.list_checkpoints(out / "checkpoints")] == ["checkpoint-0001"]
+    assert json.loads((out / "trainer_state.json").read_text())["step"] == 1
+    before = (out / "metrics.jsonl").read_text()
+    again = run(cfg, resume=True)
+    assert again.step == 1 and (out / "metrics.jsonl").read_text() == before
+    assert [p.name for p in ckpt.list_checkpoints(out / "checkpoints")] == ["checkpoint-0001"]
+
+
+def test_a_steps_micro_batches_wait_for_the_judge_once_after_the_last(assets, tmp_path):
+    """With gradient_accumulation_steps=2 a step decodes both rollout batches, then settles the
+    concurrent judge's verdicts once (one moment ``since`` for every env): the judge's step budget
+    bounds the whole step's wait, not each batch's."""
+    torch.set_num_threads(1)
+    cfg = settings(assets, tmp_path / "run", gradient_accumulation_steps=2, max_steps=1)
+    trainer = build_trainer(cfg, ConsoleLog(verbose=False))
+    events: list[tuple[str, float | None]] = []
+    make_env = trainer.env_factory
+
+    def recording_factory(scenario):
+        env = make_env(scenario)
+        settle = env.settle
+        env.settle = lambda since: events.append(("settle", since)) or settle(since)
+        events.append(("env", None))
+        return env
+
+    trainer.env_factory = recording_factory
+    trajectories, scenarios = trainer.collect(1)
+    trainer.close()
+    assert len(scenarios) == 4 and len(trajectories) == 8
+    kinds = [k for k, _ in events]
+    assert kinds == ["env"] * 8 + ["settle"] * 8  # both batches decoded before any wait
+    assert len({since for k, since in events if k == "settle"}) == 1
 
 
 def test_resume_with_different_run_settings_stops_with_the_differences(assets, tmp_path):

@@ -241,6 +241,22 @@ def test_resume_with_another_number_of_processes_stops(masked_run, work):
     assert "Traceback" not in proc.stderr
 
 
+def test_two_ranks_resuming_a_one_process_checkpoint_stop_with_one_message(work):
+    """Every rank finds the mismatch; rank 0 alone reports it (no per-rank failure lines), every
+    rank exits 2 and torchrun then fails the job."""
+    one = work / "one_process"
+    first = dp_run(work, "masked", one, "MAX_STEPS=1", nproc=1)
+    assert first.returncode == 0, first.stderr[-3000:]
+    proc = dp_run(work, "masked", work / "two_of_one", "MAX_STEPS=1",
+                  DP_RESUME_FROM=str(one / "checkpoints" / "checkpoint-0001"))
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and "written by a run of 1 process(es), this run has 2" in errors[0], proc.stderr[-3000:]
+    assert "torchrun --nproc_per_node" not in errors[0] and "one process (python train_grpo.py" in errors[0]
+    assert " failed: " not in proc.stderr.replace("ChildFailedError", "")
+    assert re.search(r"exitcode\s*:\s*2", proc.stderr), proc.stderr[-3000:]
+
+
 def test_a_failing_rank_ends_the_job(work):
     proc = dp_run(work, "masked", work / "failing", DP_FAIL_RANK="1")  # bounded by LIMIT_S (timeout)
     assert proc.returncode != 0

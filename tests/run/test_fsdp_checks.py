@@ -1,4 +1,5 @@
-"""``--fsdp`` up front: the combinations it refuses (one message, exit 2) and one process."""
+"""``--fsdp`` up front: the combinations it refuses (one message, exit 2) and one process; vLLM
+rollouts refused under several processes."""
 from __future__ import annotations
 
 import os
@@ -10,7 +11,7 @@ import pytest
 
 from inboxrl.logs.console import ConsoleLog
 from inboxrl.parallel import LOCAL
-from inboxrl.run.checks import check_fsdp
+from inboxrl.run.checks import check_fsdp, check_vllm
 from inboxrl.run.train import shard_policy
 from inboxrl.settings.base import ConfigError
 from inboxrl.settings.sections import GRPOConfig, ModelConfig, RolloutConfig, Settings
@@ -22,7 +23,9 @@ def _settings(**kw) -> Settings:
     model = ModelConfig(fsdp=kw.pop("fsdp", True), use_lora=kw.pop("use_lora", True))
     rollout = RolloutConfig()
     object.__setattr__(rollout, "rollout_engine", kw.pop("engine", "hf"))  # vllm is not installed here
-    return Settings(model=model, rollout=rollout, grpo=GRPOConfig(beta=kw.pop("beta", 0.0)))
+    grpo = GRPOConfig(beta=kw.pop("beta", 0.0), top_p=kw.pop("top_p", 1.0),
+                      recompute_old_logprobs=kw.pop("recompute", False))
+    return Settings(model=model, rollout=rollout, grpo=grpo)
 
 
 def test_fsdp_refuses_vllm_and_the_full_copy_kl_reference():
@@ -32,6 +35,19 @@ def test_fsdp_refuses_vllm_and_the_full_copy_kl_reference():
         check_fsdp(_settings(beta=0.1, use_lora=False))
     check_fsdp(_settings(beta=0.1))  # LoRA: the reference is the adapter-disabled model
     check_fsdp(_settings(engine="vllm", fsdp=False, beta=0.1, use_lora=False))
+
+
+def test_vllm_rollouts_are_refused_under_several_processes_and_for_nucleus_without_recompute():
+    """Every rank would start its own engine and write the same adapter files; with top_p < 1
+    vLLM's log-probs are the renormalised nucleus's, so π_old must come from the trainer."""
+    with pytest.raises(ConfigError, match="rollout_engine=vllm runs in one training process, this job has 2"):
+        check_vllm(_settings(engine="vllm", fsdp=False), world_size=2)
+    check_vllm(_settings(engine="vllm", fsdp=False), world_size=1)
+    check_vllm(_settings(engine="hf", fsdp=False), world_size=8)
+    with pytest.raises(ConfigError, match="top_p=0.9 needs recompute_old_logprobs=true"):
+        check_vllm(_settings(engine="vllm", fsdp=False, top_p=0.9), world_size=1)
+    check_vllm(_settings(engine="vllm", fsdp=False, top_p=0.9, recompute=True), world_size=1)
+    check_vllm(_settings(engine="hf", fsdp=False, top_p=0.9), world_size=1)
 
 
 def test_fsdp_on_one_process_trains_as_one_rank_and_says_so():

@@ -1,7 +1,8 @@
 """The one rollout function for training (seeded sampling) and evaluation (greedy).
 
 :func:`run_rollouts` runs every request to completion and returns one :class:`Trajectory` per
-request, in request order, with turns, rubric (``env.finish``), outcome reward, per-turn process
+request, in request order (:func:`run_rollout_batches` several batches, a concurrent judge's
+verdicts settled once after the last), with turns, rubric (``env.finish``), outcome reward, per-turn process
 rewards, finish reason (``answered | idk | max_turns | context_overflow | error``), timings and
 the chat view (``messages``).
 
@@ -115,11 +116,15 @@ def run_rollouts(policy: Any, requests: Sequence[RolloutRequest],
                  env_factory: Callable[[Scenario], Any],
                  settings: RolloutSettings | None = None) -> list[Trajectory]:
     """Run ``requests`` with ``policy``; returns trajectories in request order (see module doc)."""
-    settings = settings or RolloutSettings()
-    requests = list(requests)
-    if not requests:
-        return []
-    progress = _Progress(len(requests), settings.progress)
+    return run_rollout_batches(policy, [(requests, settings or RolloutSettings())], env_factory)[0]
+
+
+def run_rollout_batches(policy: Any, batches: Sequence[tuple[Sequence[RolloutRequest], RolloutSettings]],
+                        env_factory: Callable[[Scenario], Any]) -> list[list[Trajectory]]:
+    """Run several batches one after the other, each with its own settings (a step's micro-batches,
+    each seeded apart), then settle a concurrent judge's verdicts once for all of them: the judge's
+    step budget bounds the whole step's wait, and one batch's verdicts are computed while the next
+    batch decodes. Returns each batch's trajectories in request order."""
     envs: list[Any] = []
 
     def factory(scenario: Scenario) -> Any:
@@ -127,37 +132,46 @@ def run_rollouts(policy: Any, requests: Sequence[RolloutRequest],
         envs.append(env)  # list.append is atomic: API rollouts build envs on threads
         return env
 
+    results = [_generate(policy, list(requests), factory, settings) for requests, settings in batches]
+    settled = settle_verdicts(envs)
+    for trajectories, (_, settings) in zip(results, batches):
+        for t in trajectories:
+            if id(t.rubric) in settled:
+                rescore(t, settings.max_turns)
+    return results
+
+
+def _generate(policy: Any, requests: list[RolloutRequest], factory: Callable[[Scenario], Any],
+              settings: RolloutSettings) -> list[Trajectory]:
+    if not requests:
+        return []
+    progress = _Progress(len(requests), settings.progress)
     try:
         if is_api_policy(policy):
             from inboxrl.agent.api_rollout import run_api_rollouts
 
-            trajectories = run_api_rollouts(policy, requests, factory, settings, progress)
-        elif getattr(policy, "vllm", None) is not None:
-            trajectories = _run_vllm(policy, requests, factory, settings, progress)
-        else:
-            from inboxrl.agent.hf_engine import HFEngine
+            return run_api_rollouts(policy, requests, factory, settings, progress)
+        if getattr(policy, "vllm", None) is not None:
+            return _run_vllm(policy, requests, factory, settings, progress)
+        from inboxrl.agent.hf_engine import HFEngine
 
-            trajectories = HFEngine(policy, settings, progress).run(requests, factory)
+        return HFEngine(policy, settings, progress).run(requests, factory)
     finally:
         progress.close()
-    settle_verdicts(envs, trajectories, settings.max_turns)
-    return trajectories
 
 
-def settle_verdicts(envs: Sequence[Any], trajectories: Sequence[Trajectory], max_turns: int) -> int:
+def settle_verdicts(envs: Sequence[Any]) -> set[int]:
     """Once every rollout is generated, collect the verdicts a concurrent judge is still computing
     (envs with ``settle(since)``: each waits at most what is left of its judge's step budget
-    counted from ``since``) and re-score the rollouts they belong to; returns how many."""
+    counted from ``since``, one moment for all); returns the ids of the rubrics that got one (their
+    rollouts are re-scored by the caller)."""
     since = time.monotonic()
     settled = set()
     for env in envs:
         settle = getattr(env, "settle", None)
         if settle is not None and settle(since):
             settled.add(id(env.rubric))
-    for t in trajectories:
-        if id(t.rubric) in settled:
-            rescore(t, max_turns)
-    return len(settled)
+    return settled
 
 
 def _run_vllm(policy: Any, requests: list[RolloutRequest], env_factory: Callable[[Scenario], Any],

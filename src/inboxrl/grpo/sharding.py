@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Sequence
 
-from inboxrl.agent.rollout import RolloutRequest, RolloutSettings, run_rollouts
+from inboxrl.agent.rollout import RolloutRequest, RolloutSettings, run_rollout_batches
 from inboxrl.agent.trajectory import Trajectory
 from inboxrl.parallel import LOCAL, DistContext, shard_range
 
@@ -40,15 +40,26 @@ def local_groups(trajectories: Sequence[Trajectory], ctx: DistContext = LOCAL) -
 def sharded_rollouts(policy: Any, requests: Sequence[RolloutRequest], env_factory: Callable,
                      settings: RolloutSettings, ctx: DistContext = LOCAL) -> list[Trajectory]:
     """Run this rank's groups of ``requests``; return every rank's trajectories in request order."""
+    return sharded_rollout_batches(policy, [(requests, settings)], env_factory, ctx)[0]
+
+
+def sharded_rollout_batches(policy: Any, batches: Sequence[tuple[Sequence[RolloutRequest], RolloutSettings]],
+                            env_factory: Callable, ctx: DistContext = LOCAL) -> list[list[Trajectory]]:
+    """:func:`sharded_rollouts` of several batches (a step's micro-batches) in one go: this rank's
+    groups of each, decoded batch after batch with one judge wait at the end
+    (:func:`inboxrl.agent.rollout.run_rollout_batches`), then one all-gather."""
     if not ctx.distributed:
-        return run_rollouts(policy, requests, env_factory, settings)
-    mine = my_group_ids([r.group_id for r in requests], ctx)
-    local = [r for r in requests if r.group_id in mine]
-    settings = dataclasses.replace(settings, progress=settings.progress and ctx.is_main)
-    done = run_rollouts(policy, local, env_factory, settings)
+        return run_rollout_batches(policy, batches, env_factory)
+    local_batches = []
+    for requests, settings in batches:
+        mine = my_group_ids([r.group_id for r in requests], ctx)
+        local_batches.append(([r for r in requests if r.group_id in mine],
+                              dataclasses.replace(settings, progress=settings.progress and ctx.is_main)))
+    done = [t for batch in run_rollout_batches(policy, local_batches, env_factory) for t in batch]
     by_key = {(t.group_id, t.rollout_index): t for shard in ctx.all_gather(done) for t in shard}
-    missing = [(r.group_id, r.rollout_index) for r in requests if (r.group_id, r.rollout_index) not in by_key]
-    if missing or len(by_key) != len(requests):
-        raise RuntimeError(f"sharded rollouts: {len(requests)} requested, {len(by_key)} distinct "
+    everything = [r for requests, _ in batches for r in requests]
+    missing = [(r.group_id, r.rollout_index) for r in everything if (r.group_id, r.rollout_index) not in by_key]
+    if missing or len(by_key) != len(everything):
+        raise RuntimeError(f"sharded rollouts: {len(everything)} requested, {len(by_key)} distinct "
                            f"gathered (missing {missing[:3]}); (group_id, rollout_index) must be unique")
-    return [by_key[(r.group_id, r.rollout_index)] for r in requests]
+    return [[by_key[(r.group_id, r.rollout_index)] for r in requests] for requests, _ in batches]

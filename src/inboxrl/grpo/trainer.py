@@ -50,7 +50,7 @@ from inboxrl.grpo.checkpoint_store import CheckpointStore
 from inboxrl.grpo.evaluation import EvalResult, eval_settings, evaluate
 from inboxrl.grpo.grad_sync import GradSync
 from inboxrl.grpo.sampler import ScenarioSampler
-from inboxrl.grpo.sharding import local_groups, sharded_rollouts
+from inboxrl.grpo.sharding import local_groups, sharded_rollout_batches
 from inboxrl.grpo.state import TrainerState
 from inboxrl.grpo.update import UpdateSettings, policy_update
 from inboxrl.logs.eval_stats import load_baseline, save_baseline
@@ -73,7 +73,7 @@ def check_world_size(recorded: Mapping[str, Any], ctx: DistContext, path: Path) 
         how = f"torchrun --nproc_per_node {n} ..." if n > 1 else "one process (python train_grpo.py ...)"
         raise ConfigError(f"checkpoint {path} was written by a run of {n} process(es), this run has "
                           f"{ctx.world_size}: resume it with {how}, or start a new run (a new --output-dir or "
-                          "--overwrite-output-dir)")
+                          "--overwrite-output-dir)", same_on_every_rank=True)
 
 
 @dataclass(frozen=True)
@@ -200,15 +200,21 @@ class GRPOTrainer:
             vllm.start(self.policy.model, s.step)
         self.baseline_eval()
         last = min(self.settings.optim.max_steps, until_step or self.settings.optim.max_steps)
-        for step in range(s.step + 1, last + 1):
+        first = s.step + 1
+        stopped = self.should_stop() if s.step >= 1 else None
+        if stopped:  # resuming a run that had stopped early: it stays stopped
+            self.console.info(f"Stopped early at step {s.step} before the resume: {stopped}")
+            first = last + 1
+        for step in range(first, last + 1):
             self.train_step(step)
             s.step, s.cursor = step, self.sampler.cursor
             best = False
             if loop.eval_steps and step % loop.eval_steps == 0:
                 best = self.note_eval(step, self.run_eval(step))
-            if best or (loop.save_steps and step % loop.save_steps == 0) or step == last:
-                self.save(step, best)
             reason = self.should_stop()
+            # an early stop is the run's last step: checkpoint it, as the final step is
+            if best or (loop.save_steps and step % loop.save_steps == 0) or step == last or reason:
+                self.save(step, best)
             if reason:
                 self.console.info(f"Stopping early at step {step}: {reason}")
                 break
@@ -269,19 +275,21 @@ class GRPOTrainer:
         return StepOutcome(metrics=metrics, trajectories=trajectories)
 
     def collect(self, step: int) -> tuple[list[Trajectory], list]:
-        """PHASE 1: B x G rollouts (x gradient_accumulation_steps batches), one group per scenario;
-        each rank runs its share of the groups and every rank returns all of them."""
-        g, trajectories, scenarios = self.settings.grpo, [], []
+        """PHASE 1: B x G rollouts (x gradient_accumulation_steps batches, each seeded apart), one
+        group per scenario; each rank runs its share of the groups and every rank returns all of
+        them. A concurrent judge's verdicts are waited for once, after the last batch (one
+        ``judge_step_budget`` for the step)."""
+        g, batches, scenarios = self.settings.grpo, [], []
+        for micro in range(self.settings.optim.gradient_accumulation_steps):
+            batch = self.sampler.next_batch(g.per_device_train_batch_size)
+            base = len(scenarios)
+            requests = [RolloutRequest(scenario=s, group_id=base + i, rollout_index=j)
+                        for i, s in enumerate(batch) for j in range(g.num_generations)]
+            scenarios += batch
+            batches.append((requests, self.rollout_settings(step, micro)))
         with self.sync.full_weights():  # FSDP: rank-local forwards on the unsharded model
-            for micro in range(self.settings.optim.gradient_accumulation_steps):
-                batch = self.sampler.next_batch(g.per_device_train_batch_size)
-                base = len(scenarios)
-                requests = [RolloutRequest(scenario=s, group_id=base + i, rollout_index=j)
-                            for i, s in enumerate(batch) for j in range(g.num_generations)]
-                scenarios += batch
-                trajectories += sharded_rollouts(self.rollout_policy, requests, self.env_factory,
-                                                 self.rollout_settings(step, micro), self.ctx)
-        return trajectories, scenarios
+            done = sharded_rollout_batches(self.rollout_policy, batches, self.env_factory, self.ctx)
+        return [t for batch in done for t in batch], scenarios
 
     def rollout_settings(self, step: int, micro: int) -> RolloutSettings:
         """Training rollouts: sampled at the GRPO temperature / top-p, seeded per step and batch."""

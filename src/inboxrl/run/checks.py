@@ -57,6 +57,23 @@ def frozen_reference(model: Any) -> Any:
     return ref
 
 
+def check_vllm(settings: Any, world_size: int) -> None:
+    """``rollout_engine=vllm`` with what it cannot serve: several training processes (under torchrun
+    every rank would start its own vLLM engine, or drive the same server, and write and load the
+    same adapter files), and nucleus sampling with the sampler's log-probs as π_old (vLLM returns
+    the probabilities of the nucleus it sampled from, renormalised, so the first PPO ratio would
+    start below 1 on every token)."""
+    if settings.rollout.rollout_engine != "vllm":
+        return
+    if world_size > 1:
+        raise ConfigError(f"rollout_engine=vllm runs in one training process, this job has {world_size} "
+                          f"(torchrun): run one process with vLLM, or rollout_engine=hf under torchrun")
+    if settings.grpo.top_p < 1 and not settings.grpo.recompute_old_logprobs:
+        raise ConfigError(f"rollout_engine=vllm with top_p={settings.grpo.top_p:g} needs "
+                          "recompute_old_logprobs=true (vLLM's log-probs are those of the renormalised nucleus, "
+                          "not the policy's): set it, or top_p=1")
+
+
 def check_fsdp(settings: Any) -> None:
     """``fsdp`` with what it cannot serve: a vLLM rollout engine (it would need the full weights
     pushed from the shards after every update) and the frozen full copy that full fine-tuning

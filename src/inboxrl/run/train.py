@@ -36,7 +36,8 @@ from inboxrl.parallel.fsdp import shard_model
 from inboxrl.run import warm_start
 from inboxrl.run.data import RunData, resolve_data
 from inboxrl.run.env import make_env_factory, make_run_judge
-from inboxrl.run.checks import check_context_budget, check_fsdp, frozen_reference, usable_output_dir
+from inboxrl.run.checks import (check_context_budget, check_fsdp, check_vllm, frozen_reference,
+                                usable_output_dir)
 from inboxrl.run.model import load_policy
 from inboxrl.run.vllm import select_rollout_policy
 from inboxrl.settings.sections import Settings
@@ -132,6 +133,7 @@ def build_trainer(settings: Settings, console: ConsoleLog, ctx: DistContext = LO
 def _build(settings: Settings, console: ConsoleLog, ctx: DistContext, store: CheckpointStore) -> GRPOTrainer:
     out = store.output_dir
     check_fsdp(settings)
+    check_vllm(settings, ctx.world_size)
     seed_everything(settings.run.seed)
     data = main_first(ctx, lambda: resolve_data(settings.data, settings.run.seed))
     console.info(f"Data: {data.source}: {len(data.train)} train / {len(data.validation)} validation scenarios")
@@ -201,7 +203,7 @@ def run_training(settings: Settings, resume: bool = False, resume_from: str | No
         trainer.restore(resume, resume_from, fresh)
         state = trainer.fit()
     except BaseException as e:
-        if ctx.distributed:
+        if ctx.distributed and not isinstance(e, ConfigError):  # the CLI reports a ConfigError once
             print(f"inboxrl: rank {ctx.rank} of {ctx.world_size} failed: {type(e).__name__}: {e}",
                   file=sys.stderr, flush=True)
         shutdown(ctx, clean=False)

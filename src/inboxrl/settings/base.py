@@ -23,7 +23,15 @@ CHECKS = {
 
 
 class ConfigError(ValueError):
-    """A setting has an invalid value; the message names the setting."""
+    """A setting has an invalid value; the message names the setting.
+
+    ``same_on_every_rank``: raised by a check every rank of a multi-process run makes on the same
+    inputs (the resumed checkpoint's settings and process count), so rank 0 alone reports it.
+    """
+
+    def __init__(self, message: str, same_on_every_rank: bool = False):
+        super().__init__(message)
+        self.same_on_every_rank = same_on_every_rank
 
 
 def setting(default: Any, help: str, env: str | None = None, choices: tuple | None = None,

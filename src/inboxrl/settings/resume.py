@@ -43,4 +43,5 @@ def check_resume_settings(now: Mapping[str, Any], trainer_state: Mapping[str, An
     if diffs:
         raise ConfigError(f"cannot resume from {checkpoint}: settings differ from the run that wrote it: "
                           f"{', '.join(diffs)}; resume with the run's settings (in its trainer_state.json), "
-                          f"or start a new run (a new --output-dir or --overwrite-output-dir, or --init-from the checkpoint)")
+                          f"or start a new run (a new --output-dir or --overwrite-output-dir, or --init-from the checkpoint)",
+                          same_on_every_rank=True)

@@ -217,17 +217,18 @@ class LoopConfig(Section):
                                       "eval_logs/baseline_eval.json if present).", "RUN_BASELINE_EVAL")
     eval_steps: int = setting(4, "Evaluate every N steps (and at the end).", "EVAL_STEPS", check="nonneg",
                               free=True)
-    save_steps: int = setting(4, "Checkpoint every N steps (0 = only best and final).", "SAVE_STEPS",
-                              check="nonneg", free=True)
+    save_steps: int = setting(4, "Checkpoint every N steps (0 = only best and final; an early stop's step "
+                              "is final).", "SAVE_STEPS", check="nonneg", free=True)
     keep_checkpoints: int = setting(2, "Keep the last K (>= 1) step checkpoints (the best is always kept).",
                                     "KEEP_CHECKPOINTS", check="positive", free=True)
     overwrite_output_dir: bool = setting(False, "A new run (not --resume) in an output_dir that holds an earlier "
                                          "run's checkpoints deletes that run's checkpoints, best/, metrics, "
                                          "eval logs, trajectories and wandb_run.json (without it: an error).",
                                          "OVERWRITE_OUTPUT_DIR", free=True)
-    target_accuracy: float = setting(1.01, "Stop when eval accuracy reaches this (>1 = never).",
-                                     "TARGET_ACCURACY", free=True)
-    patience: int = setting(0, "Stop after this many evals without improvement (0 = never).", "PATIENCE",
+    target_accuracy: float = setting(1.01, "Stop when eval accuracy reaches this (>1 = never; a resumed run "
+                                     "that had stopped stays stopped).", "TARGET_ACCURACY", free=True)
+    patience: int = setting(0, "Stop after this many evals without improvement (0 = never; a resumed run that "
+                            "had stopped stays stopped unless this changes).", "PATIENCE",
                             check="nonneg", free=True)
     dist_timeout: float = setting(1800.0, "Seconds a rank of a multi-process run (torchrun) waits in a "
                                   "collective for its peers before it fails, so a dead peer never hangs "
