@@ -109,7 +109,12 @@ def test_one_run_per_output_dir_and_a_killed_holder_frees_it(tmp_path):
 
 
 def test_recover_removes_killed_atomic_writes_and_rewind_outputs(tmp_path):
-    (tmp_path / ".config.json.abc123.tmp").write_text("{")
+    (tmp_path / ".config.json.abc123x_.tmp").write_text("{")  # mkstemp: 8 random characters
+    (tmp_path / ".metrics.jsonl.trash-4242").write_text("")  # a killed --overwrite-output-dir
+    (tmp_path / ".best.tmp-k3j9x_qz").mkdir()
+    users = [".notes.old-1", ".draft.tmp", ".x.trash-12", ".plots.tmp-a", ".mine.tmp-abcdefgh"]
+    for name in users:  # hidden files of the user's own, in names inboxrl does not write: kept
+        (tmp_path / name).write_text("keep")
     (tmp_path / "trajectories").mkdir()
     (tmp_path / "eval_logs").mkdir()
     for s in (1, 2, 3):
@@ -119,7 +124,10 @@ def test_recover_removes_killed_atomic_writes_and_rewind_outputs(tmp_path):
         (tmp_path / "eval_logs" / f"eval_step_{s:04d}_trajectories.jsonl").write_text("")
     (tmp_path / "eval_logs" / "baseline_eval.json").write_text("{}")
     store = CheckpointStore(tmp_path)
-    assert "removed .config.json.abc123.tmp" in store.open()
+    notes = store.open()
+    for name in (".config.json.abc123x_.tmp", ".metrics.jsonl.trash-4242", ".best.tmp-k3j9x_qz"):
+        assert f"removed {name}" in notes and not (tmp_path / name).exists()
+    assert all((tmp_path / name).read_text() == "keep" for name in users)
     removed = store.rewind_outputs(step=2, last_eval_step=0)
     assert removed == ["trajectories/step_0003.jsonl", "eval_logs/eval_step_0002.json",
                        "eval_logs/eval_step_0002_trajectories.jsonl"]

@@ -44,10 +44,15 @@ RANK_RNG_FILE = "rng_ranks.pt"
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
 _NAME = re.compile(rf"^{PREFIX}(\d+)$")
-# hidden entries a killed save / prune / install leaves: .<name>.tmp-XXXX, .<name>.old-PID, .<name>.trash-PID
-_HIDDEN = re.compile(r"^\.(?P<name>[^/]+?)\.(?P<kind>tmp|old|trash)-[^/]*$")
-# what a killed inboxrl.utils.atomic write leaves: .<name>.XXXX.tmp
-_ATOMIC_TMP = re.compile(r"^\..+\.tmp$")
+# hidden entries a killed save / prune / install leaves: .<name>.tmp-XXXXXXXX (mkdtemp),
+# .<name>.old-PID, .<name>.trash-PID; only for names inboxrl writes (a user's .notes.old-1 stays)
+_HIDDEN = re.compile(r"^\.(?P<name>[^/]+?)\.(?:(?P<kind>tmp)-[a-z0-9_]{8}|(?P<pid_kind>old|trash)-\d+)$")
+# what a killed inboxrl.utils.atomic write leaves: .<name>.XXXXXXXX.tmp (mkstemp)
+_ATOMIC_TMP = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+
+
+def _ours(name: str, owned: tuple[str, ...]) -> bool:
+    return name == BEST or bool(_NAME.match(name)) or name in owned
 
 
 class CheckpointError(FileNotFoundError):
@@ -137,15 +142,17 @@ def _discard(path: Path, point: str | None = None) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def recover(root: str | Path) -> list[str]:
+def recover(root: str | Path, owned: tuple[str, ...] = ()) -> list[str]:
     """Clean what killed runs left in ``root`` (a checkpoints dir or the output dir); return what
     was done, one line each.
 
     ``.X.old-*`` whose ``X`` is missing (a kill between an install's two renames) is renamed
     back to ``X`` if it is complete; every other ``.X.tmp-*``, ``.X.old-*`` and ``.X.trash-*``
     is deleted, and so are the ``.NAME.XXXX.tmp`` files of a killed atomic write
-    (:mod:`inboxrl.utils.atomic`) and a ``checkpoint-NNNN`` that is not complete. Call it only while holding
-    the output directory's lock (:class:`inboxrl.utils.run_lock.RunLock`).
+    (:mod:`inboxrl.utils.atomic`) and a ``checkpoint-NNNN`` that is not complete. ``X`` is a
+    checkpoint, ``best`` or one of ``owned`` (the run outputs the store moves aside): hidden entries
+    of other names are not inboxrl's and stay. Call it only while holding the output directory's
+    lock (:class:`inboxrl.utils.run_lock.RunLock`).
     """
     root = Path(root)
     if not root.is_dir():
@@ -153,13 +160,13 @@ def recover(root: str | Path) -> list[str]:
     done = []
     for path in sorted(root.iterdir()):
         m = _HIDDEN.match(path.name)
-        if m is None:
+        if m is None or not _ours(m["name"], owned):
             if _ATOMIC_TMP.match(path.name) and path.is_file():
                 path.unlink()
                 done.append(f"removed {path.name}")
             continue
         target = root / m["name"]
-        if m["kind"] == "old" and not target.exists() and (m["name"] == BEST or _NAME.match(m["name"])) \
+        if m["pid_kind"] == "old" and not target.exists() and (m["name"] == BEST or _NAME.match(m["name"])) \
                 and is_complete(path):
             os.replace(path, target)
             done.append(f"restored {target.name} from {path.name}")

@@ -55,7 +55,7 @@ class CheckpointStore:
             return []
         self.lock.acquire()
         try:
-            notes = ckpt.recover(self.root) + ckpt.recover(self.output_dir)
+            notes = ckpt.recover(self.root) + ckpt.recover(self.output_dir, owned=RUN_OUTPUTS)
             for sub in ("eval_logs", "trajectories"):
                 notes += ckpt.recover(self.output_dir / sub)
             if fresh:
