@@ -158,14 +158,18 @@ def test_a_steps_micro_batches_wait_for_the_judge_once_after_the_last(assets, tm
     assert len({since for k, since in events if k == "settle"}) == 1
 
 
-def test_resume_with_different_run_settings_stops_with_the_differences(assets, tmp_path):
+def test_resume_with_different_run_settings_stops_with_the_differences(assets, tmp_path, monkeypatch):
     out = tmp_path / "run"
     run(settings(assets, out), until=2)
     saved = json.loads((out / "checkpoints" / "checkpoint-0002" / "trainer_state.json").read_text())
     assert saved["settings"]["learning_rate"] == pytest.approx(5e-3) and saved["step"] == 2
     assert saved["settings"] == json.loads((out / "config.json").read_text())  # one record of the run
-    with pytest.raises(ConfigError) as err:
+    import inboxrl.run.train as train_module
+
+    with monkeypatch.context() as m, pytest.raises(ConfigError) as err:
+        m.setattr(train_module, "load_policy", lambda *a, **k: pytest.fail("the model was loaded"))
         run(settings(assets, out, learning_rate=1e-3, num_generations=4), resume=True)
+    assert saved["settings"] == json.loads((out / "config.json").read_text())  # the run's record kept
     msg = str(err.value)
     assert "learning_rate=0.001 (run: 0.005)" in msg and "num_generations=4 (run: 2)" in msg
     assert "max_steps" not in msg and "checkpoint-0002" in msg

@@ -25,10 +25,11 @@ from rich.console import Console
 
 from inboxrl.agent.chat import ChatRenderer
 from inboxrl.email.scenarios import save_ids
+from inboxrl.grpo.checkpoint import read_state
 from inboxrl.grpo.checkpoint_store import CheckpointStore
 from inboxrl.grpo.optim import make_optimizer, make_scheduler
 from inboxrl.grpo.state import TrainerState
-from inboxrl.grpo.trainer import GRPOTrainer, TrainerSettings
+from inboxrl.grpo.trainer import GRPOTrainer, TrainerSettings, check_world_size
 from inboxrl.logs.console import ConsoleLog
 from inboxrl.logs.sinks import MetricsSinks
 from inboxrl.parallel import LOCAL, DistContext, init_from_env, shutdown
@@ -40,6 +41,7 @@ from inboxrl.run.checks import (check_context_budget, check_fsdp, check_vllm, fr
                                 usable_output_dir)
 from inboxrl.run.model import load_policy
 from inboxrl.run.vllm import select_rollout_policy
+from inboxrl.settings.resume import check_resume_settings
 from inboxrl.settings.sections import Settings
 from inboxrl.settings.base import ConfigError
 from inboxrl.utils.atomic import atomic_write_json
@@ -116,21 +118,37 @@ def open_store(settings: Settings, console: ConsoleLog, main_process: bool, fres
 
 
 def build_trainer(settings: Settings, console: ConsoleLog, ctx: DistContext = LOCAL,
-                  resume: bool = False) -> GRPOTrainer:
+                  resume: bool = False, resume_from: str | None = None) -> GRPOTrainer:
     """The trainer of a run, its output directory checked and locked before any model is loaded.
     ``resume``: the run will resume (``restore`` with ``resume`` or ``resume_from``); otherwise an
-    earlier run's checkpoints in ``output_dir`` stop it (:func:`open_store`)."""
+    earlier run's checkpoints in ``output_dir`` stop it (:func:`open_store`). The checkpoint a
+    resume will load must match the run's settings and process count: checked here too, before
+    the model is loaded or ``config.json`` written."""
     if ctx.is_main:
         usable_output_dir(settings.run.output_dir)
     store = open_store(settings, console, ctx.is_main, fresh=not resume)
     try:
-        return _build(settings, console, ctx, store)
+        return _build(settings, console, ctx, store, (resume_from or "") if resume else None)
     except BaseException:
         store.close()
         raise
 
 
-def _build(settings: Settings, console: ConsoleLog, ctx: DistContext, store: CheckpointStore) -> GRPOTrainer:
+def check_resumable(settings: Settings, store: CheckpointStore, ctx: DistContext, resume_from: str | None) -> None:
+    """``resume_from`` (``""``: the latest checkpoint; None: no resume) recorded these settings
+    and this number of processes, else ``ConfigError`` (nothing loaded or written yet)."""
+    if resume_from is None:
+        return
+    path = Path(resume_from) if resume_from else store.latest()
+    if path is None or not path.exists():
+        return  # restore says so (starting fresh, or resume_from does not exist)
+    recorded = read_state(path)
+    check_resume_settings(settings.flat(), recorded, str(path))
+    check_world_size(recorded, ctx, path)
+
+
+def _build(settings: Settings, console: ConsoleLog, ctx: DistContext, store: CheckpointStore,
+           resume_from: str | None = None) -> GRPOTrainer:
     out = store.output_dir
     check_fsdp(settings)
     check_vllm(settings, ctx.world_size)
@@ -138,6 +156,7 @@ def _build(settings: Settings, console: ConsoleLog, ctx: DistContext, store: Che
     data = main_first(ctx, lambda: resolve_data(settings.data, settings.run.seed))
     console.info(f"Data: {data.source}: {len(data.train)} train / {len(data.validation)} validation scenarios")
     settings = main_first(ctx, lambda: with_warm_start(settings, data, console))
+    check_resumable(settings, store, ctx, resume_from)
     if ctx.is_main:
         save_ids(out / "validation_ids.json", data.validation)
         atomic_write_json(out / "config.json", settings.flat())
@@ -199,7 +218,8 @@ def run_training(settings: Settings, resume: bool = False, resume_from: str | No
         hf_logging.disable_progress_bar()
     try:
         resuming = bool(resume or resume_from) and not fresh
-        trainer = build_trainer(settings, ConsoleLog(verbose=settings.run.verbose, console=quiet), ctx, resuming)
+        trainer = build_trainer(settings, ConsoleLog(verbose=settings.run.verbose, console=quiet), ctx, resuming,
+                                resume_from=resume_from)
         trainer.restore(resume, resume_from, fresh)
         state = trainer.fit()
     except BaseException as e:
