@@ -132,6 +132,22 @@ def test_an_early_stop_checkpoints_its_step_and_a_resume_stays_stopped(assets, t
     assert [p.name for p in ckpt.list_checkpoints(out / "checkpoints")] == ["checkpoint-0001"]
 
 
+def test_the_final_eval_is_checkpointed_so_a_resume_of_a_finished_run_evaluates_nothing(assets, tmp_path):
+    """Step 3 is the last, not an eval step: the final eval runs after its checkpoint, which is then
+    written again to record it; resuming the finished run trains and evaluates nothing."""
+    out = tmp_path / "run"
+    cfg = settings(assets, out, max_steps=3, eval_steps=2, save_steps=2)
+    assert run(cfg).step == 3
+    assert ckpt.read_state(out / "checkpoints" / "checkpoint-0003")["last_eval_step"] == 3
+    before = {name: (out / name).read_text() for name in ("metrics.jsonl", "eval_metrics.jsonl")}
+    trainer = build_trainer(cfg, ConsoleLog(verbose=False), resume=True)
+    token_parity_reward(trainer)
+    trainer.restore(resume=True, resume_from=None, fresh=False)
+    trainer.run_eval = lambda step: pytest.fail(f"evaluated step {step} again")
+    assert trainer.fit().step == 3
+    assert {name: (out / name).read_text() for name in before} == before
+
+
 def test_a_steps_micro_batches_wait_for_the_judge_once_after_the_last(assets, tmp_path):
     """With gradient_accumulation_steps=2 a step decodes both rollout batches, then settles the
     concurrent judge's verdicts once (one moment ``since`` for every env): the judge's step budget

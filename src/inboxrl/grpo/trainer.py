@@ -201,7 +201,7 @@ class GRPOTrainer:
         self.baseline_eval()
         last = min(self.settings.optim.max_steps, until_step or self.settings.optim.max_steps)
         first = s.step + 1
-        stopped = self.should_stop() if s.step >= 1 else None
+        stopped = self.should_stop() if 1 <= s.step < last else None
         if stopped:  # resuming a run that had stopped early: it stays stopped
             self.console.info(f"Stopped early at step {s.step} before the resume: {stopped}")
             first = last + 1
@@ -219,9 +219,8 @@ class GRPOTrainer:
                 self.console.info(f"Stopping early at step {step}: {reason}")
                 break
         fault_point("run.before_final")
-        if s.step >= 1 and s.last_eval_step != s.step:
-            if self.note_eval(s.step, self.run_eval(s.step)):
-                self.save(s.step, True)
+        if s.step >= 1 and s.last_eval_step != s.step:  # the final eval, then its step's checkpoint
+            self.save(s.step, self.note_eval(s.step, self.run_eval(s.step)))  # records it (a resume skips it)
         self.console.info(f"Best eval accuracy {max(s.best_accuracy, 0):.3f} at step {s.best_step}; "
                           f"outputs in {self.output_dir}")
         self.sinks.close()

@@ -67,7 +67,8 @@ def check_vllm(settings: Any, world_size: int) -> None:
         return
     if world_size > 1:
         raise ConfigError(f"rollout_engine=vllm runs in one training process, this job has {world_size} "
-                          f"(torchrun): run one process with vLLM, or rollout_engine=hf under torchrun")
+                          f"(torchrun): run one process with vLLM, or rollout_engine=hf under torchrun",
+                          same_on_every_rank=True)
     if settings.grpo.top_p < 1 and not settings.grpo.recompute_old_logprobs:
         raise ConfigError(f"rollout_engine=vllm with top_p={settings.grpo.top_p:g} needs "
                           "recompute_old_logprobs=true (vLLM's log-probs are those of the renormalised nucleus, "

@@ -226,7 +226,8 @@ class LoopConfig(Section):
                                          "eval logs, trajectories and wandb_run.json (without it: an error).",
                                          "OVERWRITE_OUTPUT_DIR", free=True)
     target_accuracy: float = setting(1.01, "Stop when eval accuracy reaches this (>1 = never; a resumed run "
-                                     "that had stopped stays stopped).", "TARGET_ACCURACY", free=True)
+                                     "that had stopped stays stopped unless this is raised).", "TARGET_ACCURACY",
+                                     free=True)
     patience: int = setting(0, "Stop after this many evals without improvement (0 = never; a resumed run that "
                             "had stopped stays stopped unless this changes).", "PATIENCE",
                             check="nonneg", free=True)
