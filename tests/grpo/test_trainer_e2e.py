@@ -195,6 +195,23 @@ def test_resume_with_different_run_settings_stops_with_the_differences(assets, t
     assert state.step == 4 and [r["step"] for r in train_rows(out)] == [1, 2, 3, 4]
 
 
+def test_a_rejected_resume_of_a_warm_started_run_stops_before_the_warm_start(assets, tmp_path, monkeypatch):
+    """A warm-started run resumed with another learning rate stops before the data is built and the
+    warm start trained (its cache would miss and cost minutes of SFT)."""
+    import inboxrl.run.train as train_module
+    import inboxrl.run.warm_start as warm
+
+    monkeypatch.setattr(warm, "ensure_warm_start", lambda s, data, console: assets["model"])
+    out = tmp_path / "run"
+    run(settings(assets, out, warm_start="true", max_steps=2), until=1)
+    with monkeypatch.context() as m, pytest.raises(ConfigError, match="learning_rate=0.001 \\(run: 0.005\\)"):
+        m.setattr(train_module, "resolve_data", lambda *a, **k: pytest.fail("the data was built"))
+        m.setattr(warm, "ensure_warm_start", lambda *a, **k: pytest.fail("the warm start was trained"))
+        run(settings(assets, out, warm_start="true", max_steps=2, learning_rate=1e-3), resume=True)
+    state = run(settings(assets, out, warm_start="true", max_steps=2), resume=True)  # same settings: resumes
+    assert state.step == 2 and [r["step"] for r in train_rows(out)] == [1, 2]
+
+
 def test_only_run_defining_settings_count_as_differences(assets, tmp_path):
     now = settings(assets, tmp_path).flat()
     assert settings_differences(now, now) == []

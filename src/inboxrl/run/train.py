@@ -134,16 +134,21 @@ def build_trainer(settings: Settings, console: ConsoleLog, ctx: DistContext = LO
         raise
 
 
-def check_resumable(settings: Settings, store: CheckpointStore, ctx: DistContext, resume_from: str | None) -> None:
+def check_resumable(settings: Settings, store: CheckpointStore, ctx: DistContext, resume_from: str | None,
+                    before_warm_start: bool = False) -> None:
     """``resume_from`` (``""``: the latest checkpoint; None: no resume) recorded these settings
-    and this number of processes, else ``ConfigError`` (nothing loaded or written yet)."""
+    and this number of processes, else ``ConfigError`` (nothing loaded or written yet).
+    ``before_warm_start``: ``init_from`` is not resolved yet (a warm start sets it), so it is
+    left out; the rest is checked before the data is built and the warm start is trained."""
     if resume_from is None:
         return
     path = Path(resume_from) if resume_from else store.latest()
     if path is None or not path.exists():
         return  # restore says so (starting fresh, or resume_from does not exist)
-    recorded = read_state(path)
-    check_resume_settings(settings.flat(), recorded, str(path))
+    recorded, now = read_state(path), settings.flat()
+    if before_warm_start:
+        now.pop("init_from", None)
+    check_resume_settings(now, recorded, str(path))
     check_world_size(recorded, ctx, path)
 
 
@@ -152,6 +157,8 @@ def _build(settings: Settings, console: ConsoleLog, ctx: DistContext, store: Che
     out = store.output_dir
     check_fsdp(settings)
     check_vllm(settings, ctx.world_size)
+    ctx.barrier()  # rank 0 has cleaned the output dir (open_store): every rank reads the same checkpoints
+    check_resumable(settings, store, ctx, resume_from, before_warm_start=True)
     seed_everything(settings.run.seed)
     data = main_first(ctx, lambda: resolve_data(settings.data, settings.run.seed))
     console.info(f"Data: {data.source}: {len(data.train)} train / {len(data.validation)} validation scenarios")
