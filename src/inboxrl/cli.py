@@ -7,7 +7,6 @@ grouped by section). Every command stops with one readable ``error: ...`` line a
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -16,6 +15,7 @@ from inboxrl.settings.base import ConfigError
 from inboxrl.settings.sections import (SECTIONS, DataConfig, EvalConfig, JudgeConfig, ModelConfig, RolloutConfig,
                                        RunConfig, SFTConfig, UpdateConfig)
 from inboxrl.settings.sources import add_settings_arguments, settings_from_args
+from inboxrl.utils.dist import launcher_rank
 
 # the settings sections each command reads
 TRAIN_SECTIONS = SECTIONS
@@ -180,9 +180,9 @@ def run(argv: Sequence[str] | None, parser: argparse.ArgumentParser) -> int:
     try:
         return func(args)
     except ConfigError as e:
-        rank = os.environ.get("RANK", "0")  # under torchrun: rank 0 reports what every rank found
-        if rank == "0" or not e.same_on_every_rank:
-            print(f"error: {e}" if rank == "0" else f"error (rank {rank}): {e}", file=sys.stderr)
+        rank = launcher_rank()  # under torchrun: rank 0 reports what every rank found
+        if rank == 0 or not e.same_on_every_rank:
+            print(f"error: {e}" if rank == 0 else f"error (rank {rank}): {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -46,7 +46,7 @@ MANIFEST_FORMAT = 1
 _NAME = re.compile(rf"^{PREFIX}(\d+)$")
 # hidden entries a killed save / prune / install leaves: .<name>.tmp-XXXXXXXX (mkdtemp),
 # .<name>.old-PID, .<name>.trash-PID; only for names inboxrl writes (a user's .notes.old-1 stays)
-_HIDDEN = re.compile(r"^\.(?P<name>[^/]+?)\.(?:(?P<kind>tmp)-[a-z0-9_]{8}|(?P<pid_kind>old|trash)-\d+)$")
+_HIDDEN = re.compile(r"^\.(?P<name>[^/]+?)\.(?:tmp-[a-z0-9_]{8}|(?P<pid_kind>old|trash)-\d+)$")
 # what a killed inboxrl.utils.atomic write leaves: .<name>.XXXXXXXX.tmp (mkstemp)
 _ATOMIC_TMP = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
 
@@ -166,8 +166,7 @@ def recover(root: str | Path, owned: tuple[str, ...] = ()) -> list[str]:
                 done.append(f"removed {path.name}")
             continue
         target = root / m["name"]
-        if m["pid_kind"] == "old" and not target.exists() and (m["name"] == BEST or _NAME.match(m["name"])) \
-                and is_complete(path):
+        if m["pid_kind"] == "old" and not target.exists() and _ours(m["name"], ()) and is_complete(path):
             os.replace(path, target)
             done.append(f"restored {target.name} from {path.name}")
             continue

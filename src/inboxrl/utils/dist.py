@@ -9,6 +9,11 @@ from __future__ import annotations
 import os
 
 
+def launcher_rank() -> int:
+    """The launcher's ``RANK`` (torchrun sets it), 0 without one; needs no torch import."""
+    return int(os.environ.get("RANK", "0") or 0)
+
+
 def process_rank() -> int:
     try:
         import torch.distributed as dist
@@ -17,7 +22,7 @@ def process_rank() -> int:
             return int(dist.get_rank())
     except ImportError:  # pragma: no cover - torch is a dependency
         pass
-    return int(os.environ.get("RANK", "0") or 0)
+    return launcher_rank()
 
 
 def is_main_process() -> bool:
